@@ -1,0 +1,1 @@
+"""embedkit's command-line interface (installed as ``embedkit.cli``)."""
