@@ -1,0 +1,90 @@
+"""The pretrained network as one compiled function: log-mel patches in, pooled features and tags out.
+
+This is the only module (with `embedkit.backbones` and the converter) that imports TensorFlow/Keras.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import FeatureLayout
+
+
+@dataclass
+class PatchOutputs:
+    """Per-patch network outputs: ``features`` ``(n, layout.dim)``, ``logits``/``tags`` ``(n, n_labels)``, float32."""
+
+    features: np.ndarray
+    logits: np.ndarray
+    tags: np.ndarray
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+class Network:
+    """A Keras backbone plus in-graph pooling of each feature block (mean over time and frequency).
+
+    ``batch_size`` patches go through the graph at a time; the last batch is zero-padded to the same shape,
+    so a patch's outputs never depend on which other patches share its batch (bit-identical reruns).
+    """
+
+    def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 64) -> None:
+        _quiet_tensorflow()
+        import keras
+        import tensorflow as tf
+
+        from . import backbones
+
+        self.layout = layout
+        self.batch_size = int(batch_size)
+        backbone = backbones.build(architecture)
+        backbone.load_weights(weights_path)
+        self.n_params = int(backbone.count_params())
+        self.n_labels = int(backbone.output["logits"].shape[-1])
+        names = layout.names
+
+        def pooled(name: str, t):
+            rank = len(t.shape)
+            # means accumulate in float64: pool1 averages 4,416 values per channel
+            if rank == 4:  # (b, t, f, c): mean over time and frequency
+                return tf.cast(tf.reduce_mean(tf.cast(t, tf.float64), axis=(1, 2)), tf.float32)
+            if rank == 3:  # (b, t, c): mean over time
+                return tf.cast(tf.reduce_mean(tf.cast(t, tf.float64), axis=1), tf.float32)
+            return t  # (b, c): already one vector per patch
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 187, 96], tf.float32)], reduce_retracing=True)
+        def forward(x):
+            out = backbone(x, training=False)
+            feats = tf.concat([pooled(n, out[n]) for n in names], axis=-1)
+            logits = out["logits"]
+            return feats, logits, tf.sigmoid(logits)
+
+        self._forward = forward
+        self._keras = keras
+
+    def __call__(self, patches: np.ndarray) -> PatchOutputs:
+        """``(n, 187, 96) float32`` → `PatchOutputs` for all n patches (any n ≥ 0)."""
+        patches = np.ascontiguousarray(patches, dtype=np.float32)
+        n = patches.shape[0]
+        if patches.ndim != 3 or patches.shape[1:] != (187, 96):
+            raise ValueError(f"expected patches of shape (n, 187, 96), given {patches.shape}")
+        feats, logits, tags = [], [], []
+        bs = self.batch_size
+        for start in range(0, n, bs):
+            chunk = patches[start : start + bs]
+            m = chunk.shape[0]
+            if m < bs:
+                chunk = np.concatenate([chunk, np.zeros((bs - m, 187, 96), np.float32)])
+            f, lg, tg = self._forward(chunk)
+            feats.append(f.numpy()[:m])
+            logits.append(lg.numpy()[:m])
+            tags.append(tg.numpy()[:m])
+        if not feats:
+            empty = np.zeros((0, self.n_labels), np.float32)
+            return PatchOutputs(np.zeros((0, self.layout.dim), np.float32), empty, empty.copy())
+        return PatchOutputs(np.concatenate(feats), np.concatenate(logits), np.concatenate(tags))
