@@ -79,7 +79,10 @@ def _frames_to_logmel(padded: np.ndarray, n_frames: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded[: (n_frames - 1) * HOP + N_FFT], N_FFT)[::HOP]
     spec = np.fft.rfft(frames * _hann(), axis=1).astype(np.complex64)
     power = np.abs(spec) ** 2  # float32; |X|**2 (not re²+im²) is bit-identical to librosa
-    mel = power @ mel_filterbank()
+    if n_frames == 1:  # keep BLAS on its matrix-matrix path so a frame's value never depends on batching
+        mel = (np.repeat(power, 2, axis=0) @ mel_filterbank())[:1]
+    else:
+        mel = power @ mel_filterbank()
     # musicnn's float16 quantisation, then log in float32 (numpy 1.x semantics; numpy 2 would keep
     # float16 and overflow). Clipping only guards against absurd inputs (|y| >> 1) turning into inf.
     mel = np.minimum(mel, _FLOAT16_MAX).astype(np.float16).astype(np.float32)

@@ -4,11 +4,11 @@ This is the only module (with `embedkit.backbones` and the converter) that impor
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._tf import import_tensorflow
 from .features import FeatureLayout
 
 
@@ -21,11 +21,6 @@ class PatchOutputs:
     tags: np.ndarray
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
 class Network:
     """A Keras backbone plus in-graph pooling of each feature block (mean over time and frequency).
 
@@ -34,9 +29,7 @@ class Network:
     """
 
     def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 64) -> None:
-        _quiet_tensorflow()
-        import keras
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         from . import backbones
 
@@ -65,7 +58,6 @@ class Network:
             return feats, logits, tf.sigmoid(logits)
 
         self._forward = forward
-        self._keras = keras
 
     def __call__(self, patches: np.ndarray) -> PatchOutputs:
         """``(n, 187, 96) float32`` → `PatchOutputs` for all n patches (any n ≥ 0)."""

@@ -76,9 +76,11 @@ def checkpoint_to_keras(ckpt_dir: Path, architecture: str):
     Every trainable/BN variable of the checkpoint must be used exactly once and every Keras weight set.
     """
     import numpy as np
-    import tensorflow as tf
 
     from embedkit import backbones
+    from embedkit._tf import import_tensorflow
+
+    tf = import_tensorflow()
 
     reader = tf.compat.v1.train.NewCheckpointReader(str(ckpt_dir) + "/")
     shapes = reader.get_variable_to_shape_map()
@@ -105,8 +107,10 @@ def checkpoint_to_keras(ckpt_dir: Path, architecture: str):
 
 def convert(name: str, *, wheel: str | os.PathLike | None = None, force: bool = False) -> dict:
     """Fetch (if needed), convert and cache model ``name``; returns its installed card."""
+    from embedkit._tf import import_tensorflow
+
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     name = check_name(name)
     src = source_card(name)

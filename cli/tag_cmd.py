@@ -1,0 +1,42 @@
+"""``embedkit tag``: tag probabilities (MSD or MTT top-50) for audio files."""
+from __future__ import annotations
+
+import click
+
+from ._common import PartialFailure, batch_size_option, compose, emit_json, json_option, model_option, progress_enabled
+
+
+@click.command("tag")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Tags to print per file.")
+@click.option("--excerpt", type=click.FloatRange(min=3.0), default=None, metavar="SECONDS", help="Only a centred excerpt.")
+@compose(model_option, batch_size_option, json_option)
+def tag(files: tuple[str, ...], top_k: int, excerpt: float | None, model: str, batch_size: int, as_json: bool) -> None:
+    """Print the top tags of each FILE (clip-level mean of 3-s patch probabilities)."""
+    from embedkit import Embedder
+
+    emb = Embedder.from_pretrained(model, batch_size=batch_size)
+    results, failures = [], 0
+    stream = emb.embed_files(files, excerpt_s=excerpt)
+    if progress_enabled():
+        from tqdm import tqdm
+
+        stream = tqdm(stream, total=len(files), unit="file", desc="tag", file=click.get_text_stream("stderr"))
+    for res in stream:
+        if not res.ok:
+            failures += 1
+            click.echo(f"embedkit: error: {res.error}", err=True)
+            results.append({"path": res.path, "error": res.error})
+            continue
+        top = emb.top_tags(res.tags, top_k=top_k)
+        results.append({"path": res.path, "model": emb.name, "n_patches": res.n_patches, "padded": res.padded,
+                        "duration_s": round(res.duration_s, 3), "tags": [{"tag": t, "p": round(p, 6)} for t, p in top]})
+        if not as_json:
+            note = " (shorter than one patch: repeat-padded)" if res.padded else ""
+            click.echo(f"{res.path}{note}")
+            for t, p in top:
+                click.echo(f"  {p:.3f}  {t}")
+    if as_json:
+        emit_json(results)
+    if failures:
+        raise PartialFailure(f"{failures} of {len(files)} files failed")

@@ -1,0 +1,59 @@
+"""Shared fixtures: paths to ../shared (skip clearly when absent), synthesized audio, the real embedder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synth import tone  # noqa: F401  (re-exported for tests)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("EMBEDKIT_SHARED", REPO.parent / "shared"))
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (the ../shared folder beside the repository); skipping")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED, "shared data")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """``../shared/data/fixtures/audio``: 25 real, redistributable music recordings."""
+    return _need(SHARED / "data" / "fixtures" / "audio", "real-music fixtures")
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """``../shared/reference``: clips plus outputs of the original musicnn MSD_vgg graph."""
+    return _need(SHARED / "reference", "musicnn reference outputs")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real msd_vgg Embedder (weights must be installed: `make setup` / `embedkit models fetch`)."""
+    from embedkit import Embedder, pretrained
+
+    if not pretrained.is_installed("msd_vgg"):
+        pytest.fail("msd_vgg weights are not installed; run `make setup` (or `embedkit models fetch msd_vgg`)")
+    return Embedder.from_pretrained("msd_vgg", batch_size=32)
+
+
+@pytest.fixture
+def write_wav(tmp_path):
+    """``write_wav(name, y, sr=16000, subtype="PCM_16") -> Path`` into tmp_path (soundfile picks the format)."""
+    import soundfile as sf
+
+    def _write(name: str, y: np.ndarray, sr: int = 16000, **kw) -> Path:
+        path = tmp_path / name
+        sf.write(path, y, sr, **kw)
+        return path
+
+    return _write
