@@ -1,0 +1,70 @@
+"""Packaging: the wheel maps cli/ and pretrained/ into the embedkit namespace; imports stay light."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel_path(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(REPO)], check=True, capture_output=True)
+    (whl,) = out.glob("embedkit-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel_path) -> list[str]:
+    with zipfile.ZipFile(wheel_path) as zf:
+        return zf.namelist()
+
+
+def test_wheel_installs_cli_and_pretrained_inside_embedkit(wheel_names):
+    assert "embedkit/cli/main.py" in wheel_names
+    assert "embedkit/pretrained/convert.py" in wheel_names
+    assert "embedkit/pretrained/cards/msd_vgg.json" in wheel_names
+    assert "embedkit/backbones/vgg.py" in wheel_names
+    tops = {n.split("/")[0] for n in wheel_names}
+    assert not tops & {"cli", "pretrained", "tests", "benchmarks"}, tops
+    assert not any(n.endswith((".h5", ".wav", ".ogg")) for n in wheel_names)
+
+
+def test_wheel_metadata(wheel_path):
+    with zipfile.ZipFile(wheel_path) as zf:
+        (entry,) = [n for n in zf.namelist() if n.endswith("entry_points.txt")]
+        assert "embedkit = embedkit.cli.main:main" in zf.read(entry).decode()
+        (meta,) = [n for n in zf.namelist() if n.endswith("METADATA")]
+        text = zf.read(meta).decode()
+    assert "Requires-Python: >=3.11" in text
+    for dep in ("tensorflow", "keras", "faiss-cpu", "numpy", "click", "soundfile", "soxr"):
+        assert f"Requires-Dist: {dep}" in text
+    assert "faiss-gpu" in text and "extra == \"gpu\"" in text
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         check=True, capture_output=True, text=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_embedkit_does_not_import_tensorflow():
+    mods = _modules_after("import embedkit, embedkit.features, embedkit.frontend, embedkit.audio")
+    assert not {"tensorflow", "keras", "faiss"} & mods
+
+
+def test_cli_help_does_not_import_tensorflow():
+    code = ("import sys\nfrom embedkit.cli.main import cli\n"
+            "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            "for sub in ['models', 'tag', 'embed']:\n"
+            "    try:\n        cli.main([sub, '--help'], standalone_mode=False)\n    except SystemExit:\n        pass\n")
+    mods = _modules_after(code)
+    assert "embedkit.cli.main" in mods
+    assert not {"tensorflow", "keras", "faiss"} & mods
