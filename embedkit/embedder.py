@@ -237,11 +237,7 @@ class Embedder:
                     next_out += 1
                 if next_out >= len(paths):
                     break
-                try:
-                    kind, i, payload = work.get(timeout=0.02 if batch else None)
-                except queue.Empty:
-                    run_batch()  # the decoders are behind: don't hold patches back
-                    continue
+                kind, i, payload = work.get()
                 if kind == "worker_done":
                     live -= 1
                     if live == 0:
@@ -267,7 +263,7 @@ class Embedder:
                         batch = [(j, c) for j, c in batch if j != i]
                         batch_n = sum(c.shape[0] for _, c in batch)
                         pend.queued = 0
-                if live == 0 or (next_out in pending and pending[next_out].done_decoding and pending[next_out].queued):
+                if live == 0:
                     run_batch()
         finally:
             stop.set()

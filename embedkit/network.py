@@ -21,10 +21,15 @@ class PatchOutputs:
     tags: np.ndarray
 
 
+#: A partial batch is zero-padded to a multiple of this. oneDNN computes each patch bit-identically for every
+#: batch size of 2 or more (measured on AVX-512; checked by tests), but not for a batch of one.
+_PAD_MULTIPLE = 8
+
+
 class Network:
     """A Keras backbone plus in-graph pooling of each feature block (mean over time and frequency).
 
-    ``batch_size`` patches go through the graph at a time; the last batch is zero-padded to the same shape,
+    ``batch_size`` patches go through the graph at a time; a partial batch is zero-padded to a multiple of 8,
     so a patch's outputs never depend on which other patches share its batch (bit-identical reruns).
     """
 
@@ -36,6 +41,7 @@ class Network:
         self.layout = layout
         self.batch_size = int(batch_size)
         backbone = backbones.build(architecture)
+        self._backbone = backbone
         backbone.load_weights(weights_path)
         self.n_params = int(backbone.count_params())
         self.n_labels = int(backbone.output["logits"].shape[-1])
@@ -70,8 +76,9 @@ class Network:
         for start in range(0, n, bs):
             chunk = patches[start : start + bs]
             m = chunk.shape[0]
-            if m < bs:
-                chunk = np.concatenate([chunk, np.zeros((bs - m, 187, 96), np.float32)])
+            padded = -(-m // _PAD_MULTIPLE) * _PAD_MULTIPLE
+            if m < padded:
+                chunk = np.concatenate([chunk, np.zeros((padded - m, 187, 96), np.float32)])
             f, lg, tg = self._forward(chunk)
             feats.append(f.numpy()[:m])
             logits.append(lg.numpy()[:m])

@@ -113,3 +113,12 @@ def test_fingerprint_is_stable_and_model_specific(embedder):
 
     other = pretrained.card("mtt_vgg")
     assert other.get("tensor_sha256") != embedder.card.get("tensor_sha256")
+
+
+def test_patch_outputs_do_not_depend_on_batch_company(embedder):
+    x = np.random.default_rng(3).random((45, 187, 96), dtype=np.float32) * 3
+    full = embedder.forward(x)  # batches of 32 + a padded partial batch
+    for sl in (slice(0, 1), slice(7, 10), slice(30, 45)):
+        part = embedder.forward(x[sl])
+        assert np.array_equal(part.features, full.features[sl]), sl
+        assert np.array_equal(part.tags, full.tags[sl]), sl

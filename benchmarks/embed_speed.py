@@ -1,0 +1,129 @@
+"""Embedding speed per stage on real music, and the network's GFLOP/s against a measured matmul peak.
+
+Usage: python benchmarks/embed_speed.py [--audio DIR] [--model msd_vgg] [--batch-size 64] [--repeat 2]
+Default audio: ../shared/data/fixtures/audio (25 real recordings, ~12.5 min). Writes docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import markdown_table, write_section  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def conv_flops_per_patch(model) -> float:
+    """Multiply-adds ×2 of every Conv2D/Dense layer for one (187, 96) patch."""
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            total += 2.0 * h * w * cout * cin * kh * kw
+        elif isinstance(layer, keras.layers.Dense):
+            cin, cout = layer.kernel.shape
+            total += 2.0 * cin * cout
+    return total
+
+
+def matmul_peak(tf, seconds: float = 3.0) -> float:
+    """Best float32 GFLOP/s of 2048² matmuls (numpy/BLAS and TensorFlow/oneDNN), measured now."""
+    best = 0.0
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    ta = tf.constant(a)
+    for fn in (lambda: a @ a, lambda: tf.matmul(ta, ta).numpy()):
+        fn()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            fn()
+            n += 1
+        best = max(best, n * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "data" / "fixtures" / "audio")
+    ap.add_argument("--model", default="msd_vgg")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2, help="end-to-end passes (best is reported)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    from embedkit import Embedder, audio, frontend
+    from embedkit._tf import import_tensorflow
+
+    files = sorted(p for p in args.audio.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
+    if not files:
+        sys.exit(f"no audio in {args.audio}")
+    tf = import_tensorflow()
+    emb = Embedder.from_pretrained(args.model, batch_size=args.batch_size)
+
+    # stage by stage, one file at a time, one thread
+    t_decode = t_resample = t_logmel = 0.0
+    audio_s = 0.0
+    all_patches = []
+    import soxr
+
+    for f in files:
+        t0 = time.perf_counter()
+        info = audio.probe(f)
+        raw = np.concatenate(list(audio._blocks_soundfile(f, 0, None)) if info.decoder == "soundfile"
+                             else list(audio._blocks_pyav(f, 0, None)))
+        t1 = time.perf_counter()
+        y = raw if info.samplerate == 16000 else soxr.resample(raw, info.samplerate, 16000, quality=audio.RESAMPLE_QUALITY)
+        t2 = time.perf_counter()
+        patches = frontend.make_patches(frontend.logmel(y))
+        t3 = time.perf_counter()
+        t_decode, t_resample, t_logmel = t_decode + t1 - t0, t_resample + t2 - t1, t_logmel + t3 - t2
+        audio_s += raw.size / info.samplerate
+        all_patches.append(patches.data)
+    patches = np.concatenate(all_patches)
+    emb.forward(patches[: args.batch_size])  # warm-up / tracing
+    t0 = time.perf_counter()
+    emb.forward(patches)
+    t_net = time.perf_counter() - t0
+    gflop = conv_flops_per_patch(emb._net._backbone) / 1e9 if hasattr(emb._net, "_backbone") else 1.77
+    net_gflops = patches.shape[0] * gflop / t_net
+    peak = matmul_peak(tf)
+
+    e2e = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        res = list(emb.embed_files(files, workers=args.workers))
+        e2e.append(time.perf_counter() - t0)
+        assert all(r.ok for r in res), [r for r in res if not r.ok]
+    t_e2e = min(e2e)
+
+    rows = [
+        ["decode (native rate)", f"{t_decode:.2f}", f"{audio_s / t_decode:.0f}×"],
+        ["resample → 16 kHz (soxr HQ)", f"{t_resample:.2f}", f"{audio_s / t_resample:.0f}×"],
+        ["log-mel + patching", f"{t_logmel:.2f}", f"{audio_s / t_logmel:.0f}×"],
+        [f"network ({patches.shape[0]} patches, batch {args.batch_size})", f"{t_net:.2f}", f"{audio_s / t_net:.0f}×"],
+        ["sum of stages (serial)", f"{t_decode + t_resample + t_logmel + t_net:.2f}",
+         f"{audio_s / (t_decode + t_resample + t_logmel + t_net):.0f}×"],
+        [f"**end to end** (`embed_files`, {args.workers} decode threads, best of {args.repeat})", f"{t_e2e:.2f}",
+         f"**{audio_s / t_e2e:.0f}×**"],
+    ]
+    table = markdown_table(["stage", "seconds", "× real time"], rows)
+    net = (f"Network: {gflop:.2f} GFLOP per 3-s patch, **{net_gflops:.0f} GFLOP/s** = "
+           f"**{100 * net_gflops / peak:.0f} %** of the float32 matmul peak measured in the same run "
+           f"({peak:.0f} GFLOP/s, best of numpy/OpenBLAS and TensorFlow/oneDNN 2048² matmuls).")
+    body = (f"Model `{args.model}`, {len(files)} real recordings from `{args.audio.name}/` "
+            f"({audio_s / 60:.1f} min of audio, mixed 22.05/44.1/48 kHz, OGG Vorbis and WAV).\n\n{table}\n\n{net}\n")
+    print(body)
+    if not args.no_write:
+        write_section("Embedding speed", body, script="benchmarks/embed_speed.py")
+
+
+if __name__ == "__main__":
+    main()
