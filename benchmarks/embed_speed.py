@@ -49,13 +49,58 @@ def matmul_peak(tf, seconds: float = 3.0) -> float:
     return best
 
 
+def _peak_rss_run(path: Path, model: str) -> tuple[float, float, int]:
+    """Embed one file in a fresh process; returns (seconds, peak RSS MiB, n_patches)."""
+    import json
+    import subprocess
+
+    code = (
+        "import json, resource, sys, time\n"
+        "from embedkit import Embedder\n"
+        f"emb = Embedder.from_pretrained({model!r})\n"
+        "t = time.perf_counter()\n"
+        f"r = emb.embed_file({str(path)!r})\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps([dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, r.n_patches]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    dt, rss, n = json.loads(out.stdout.strip().splitlines()[-1])
+    return dt, rss, n
+
+
+def long_file_rows(minutes: list[float], model: str) -> list[list[object]]:
+    """Peak memory of embedding synthesized 44.1 kHz stereo WAVs of each length (written to a temp dir)."""
+    import tempfile
+
+    import soundfile as sf
+
+    rows = []
+    rng = np.random.default_rng(0)
+    block = 44100 * 10
+    t = np.arange(block) / 44100
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in minutes:
+            path = Path(tmp) / f"long_{m:g}min.wav"
+            with sf.SoundFile(path, "w", 44100, 2, subtype="PCM_16") as f:
+                for k in range(int(m * 6)):
+                    y = 0.2 * np.sin(2 * np.pi * (220 + 20 * (k % 12)) * t) + 0.05 * rng.standard_normal(block)
+                    f.write(np.stack([y, y[::-1]], axis=1).astype(np.float32))
+            dt, rss, n = _peak_rss_run(path, model)
+            held = m * 60 * 44100 * 2 * 8 / 2**20
+            rows.append([f"{m:g} min, 44.1 kHz stereo WAV ({path.stat().st_size / 2**20:.0f} MiB)", n, f"{dt:.1f}",
+                         f"{m * 60 / dt:.0f}×", f"{rss:.0f}", f"{held:.0f}"])
+            path.unlink()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "data" / "fixtures" / "audio")
     ap.add_argument("--model", default="msd_vgg")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="end-to-end passes (best is reported)")
+    ap.add_argument("--long-minutes", default="3,120", help="lengths of synthesized long files for the memory check ('' = skip)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
@@ -120,6 +165,12 @@ def main() -> None:
            f"({peak:.0f} GFLOP/s, best of numpy/OpenBLAS and TensorFlow/oneDNN 2048² matmuls).")
     body = (f"Model `{args.model}`, {len(files)} real recordings from `{args.audio.name}/` "
             f"({audio_s / 60:.1f} min of audio, mixed 22.05/44.1/48 kHz, OGG Vorbis and WAV).\n\n{table}\n\n{net}\n")
+    minutes = [float(m) for m in args.long_minutes.split(",") if m.strip()]
+    if minutes:
+        mem = markdown_table(["file", "patches", "seconds", "× real time", "peak RSS MiB (whole process)",
+                              "MiB if held as float64 at 44.1 kHz stereo"], long_file_rows(minutes, args.model))
+        body += (f"\nMemory on long files (one `embed_file` call in a fresh process; the RSS includes TensorFlow "
+                 f"and the model, ~0.5 GiB):\n\n{mem}\n")
     print(body)
     if not args.no_write:
         write_section("Embedding speed", body, script="benchmarks/embed_speed.py")

@@ -111,7 +111,7 @@ aggregate_option = click.option(
     help="How patch features become one track vector.",
 )
 batch_size_option = click.option(
-    "--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True, help="Patches per network batch."
+    "--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Patches per network batch."
 )
 k_option = click.option("-k", "--top-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Results per query.")
 

@@ -85,7 +85,7 @@ class Embedder:
 
     sample_rate = frontend.SR
 
-    def __init__(self, name: str, card: dict, weights_path: str | os.PathLike, *, batch_size: int = 64) -> None:
+    def __init__(self, name: str, card: dict, weights_path: str | os.PathLike, *, batch_size: int = 32) -> None:
         from .network import Network
 
         self.name = name
@@ -97,7 +97,7 @@ class Embedder:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, name: str = "msd_vgg", *, batch_size: int = 64) -> "Embedder":
+    def from_pretrained(cls, name: str = "msd_vgg", *, batch_size: int = 32) -> "Embedder":
         """Load a converted pretrained model from the cache (see ``embedkit models fetch``)."""
         from . import pretrained
 

@@ -33,7 +33,7 @@ class Network:
     so a patch's outputs never depend on which other patches share its batch (bit-identical reruns).
     """
 
-    def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 64) -> None:
+    def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32) -> None:
         tf = import_tensorflow()
 
         from . import backbones
