@@ -5,6 +5,7 @@ import os
 
 import click
 
+from .embed_store_options import run_store_embed, store_options
 from ._common import (
     PartialFailure, aggregate_option, batch_size_option, compose, emit_json, json_option, layers_option,
     model_option, progress_enabled,
@@ -14,6 +15,7 @@ DEFAULT_STORE = "embedkit-store"
 
 
 @click.command("embed")
+@store_options  # collection options (--from-list, --ext, --glob, --retry-failed, --tags, --wait, ...)
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write vectors to one file (.npz, .npy, .csv, .jsonl).")
 @click.option("--store", type=click.Path(file_okay=False), help="Embed into this resumable store (a folder).")
@@ -35,8 +37,8 @@ def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store
         raise click.UsageError("give audio files or folders to embed (or --from-list)")
     folders = [p for p in inputs if os.path.isdir(p)]
     if store or (folders and not output) or store_kwargs.get("from_list"):
-        from .embed_store_options import run_store_embed
-
+        if output:
+            raise click.UsageError("use either -o OUT (a few files) or --store STORE (a collection), not both")
         run_store_embed(ctx, inputs=inputs, store=store or DEFAULT_STORE, excerpt=excerpt, patches=patches,
                         workers=workers, model=model, layers=layers, aggregate=aggregate, batch_size=batch_size,
                         as_json=as_json, **store_kwargs)

@@ -1,0 +1,157 @@
+"""``embedkit store``: inspect, list, export and prune embedding stores."""
+from __future__ import annotations
+
+import click
+
+from ._common import emit_json, json_option
+
+store_argument = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+
+
+@click.group("store")
+def store() -> None:
+    """Inspect, export and prune embedding stores (made by 'embedkit embed DIR --store STORE')."""
+
+
+@store.command("info")
+@store_argument
+@click.option("--failures", "all_failures", is_flag=True, help="List every failed file with its reason.")
+@json_option
+def info(store_path: str, all_failures: bool, as_json: bool) -> None:
+    """Counts, dimensions, model, settings, disk size and failures of STORE."""
+    from embedkit.store import Store
+
+    with Store.open(store_path) as st:
+        d = st.info()
+        failed = st.items("failed")
+    d["failures"] = [{"id": it.id, "path": it.path, "error": it.error} for it in failed]
+    if as_json:
+        emit_json(d)
+        return
+    layout = ", ".join(f"{b['name']} {b['start']}:{b['stop']}" for b in d["layout"])
+    extras = []
+    if d["patches"]:
+        extras.append(f"per-patch vectors (dim {d['patch_dim']}, {d['patch_rows']} patches)")
+    if d["tags"]:
+        extras.append("tag probabilities")
+    ex = "none" if d["excerpt_s"] is None else f"{d['excerpt_s']:g} s centred"
+    lines = [
+        f"store:      {d['path']}",
+        f"model:      {d['model']} (fingerprint {d['fingerprint'][:16]}…)",
+        f"settings:   layers {_layers(d)}, aggregation {d['aggregation']}, excerpt {ex}"
+        f" (fingerprint {d['settings_fingerprint'][:16]}…)",
+        f"dim:        {d['dim']} float32 ({layout})",
+        f"items:      {d['embedded']} embedded, {d['failed']} failed, {d['missing']} missing",
+        f"audio:      {d['audio_hours']:.2f} h embedded",
+        f"extras:     {', '.join(extras) or 'none'}",
+        f"disk:       {_size(d['disk_bytes'])}",
+        f"created:    {d['created']} with embedkit {d['embedkit_version']} (format {d['format_version']})",
+    ]
+    shown = d["failures"] if all_failures else d["failures"][:10]
+    if shown:
+        lines.append(f"failures ({len(d['failures'])}):")
+        lines += [f"  {f['error']}" for f in shown]
+        if len(shown) < len(d["failures"]):
+            lines.append(f"  ... {len(d['failures']) - len(shown)} more (--failures lists all)")
+    click.echo("\n".join(lines))
+
+
+@store.command("ls")
+@store_argument
+@click.option("--status", type=click.Choice(["ok", "failed", "missing"]), default=None, help="Only items with this status.")
+@json_option
+def ls(store_path: str, status: str | None, as_json: bool) -> None:
+    """List the items of STORE: id, status, duration, path (and error)."""
+    import dataclasses
+
+    from embedkit.store import Store
+
+    with Store.open(store_path) as st:
+        items = st.items(status)
+    if as_json:
+        emit_json([dataclasses.asdict(it) for it in items])
+        return
+    for it in items:
+        dur = f"{it.duration_s:8.1f}s" if it.duration_s is not None else " " * 9
+        tail = f"\t{it.error}" if it.error else ""
+        click.echo(f"{it.id}\t{it.status}\t{dur}\t{it.path}{tail}")
+
+
+@store.command("export")
+@store_argument
+@click.option("--format", "fmt", type=click.Choice(["npz", "csv", "parquet"]), required=True, help="Output format.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Output file ('-' = stdout, csv only).")
+@click.option("--patches", "with_patches", is_flag=True, help="npz only: include the per-patch vectors.")
+@json_option
+def export(store_path: str, fmt: str, output: str, with_patches: bool, as_json: bool) -> None:
+    """Export the embedded vectors of STORE with ids, paths and metadata.
+
+    npz: arrays ids, paths, vectors, duration_s, samplerate (+ tags, tag_labels, patch_* when kept) and
+    the manifest as JSON. csv: one row per item, one column per vector value (named after its block).
+    parquet: a fixed-size-list 'vector' column, the manifest in the schema metadata (needs pyarrow).
+    """
+    from embedkit.store import export_store
+
+    if output == "-" and fmt != "csv":
+        raise click.UsageError("only --format csv can be written to stdout")
+    if with_patches and fmt != "npz":
+        raise click.UsageError("--patches is only supported with --format npz")
+    from embedkit.store import Store
+
+    with Store.open(store_path) as st:
+        n = export_store(st, output, fmt=fmt, patches=with_patches)
+    if as_json:
+        emit_json({"store": store_path, "output": output, "format": fmt, "items": n})
+    elif output != "-":
+        click.echo(f"{output}: {n} items exported ({fmt})")
+
+
+@store.command("prune")
+@store_argument
+@click.option("--delete", is_flag=True, help="Remove vanished items from the store instead of marking them 'missing'.")
+@click.option("--dry-run", is_flag=True, help="Only report what would change.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait up to SECONDS for another process writing the store.")
+@json_option
+def prune(store_path: str, delete: bool, dry_run: bool, wait: float, as_json: bool) -> None:
+    """Mark items whose file has vanished as 'missing' (kept, but out of vectors()/ids()).
+
+    Failed items whose file vanished are removed. A missing file that reappears unchanged is restored
+    by the next 'embed --store' run without recomputing it; a moved file is recognised by its hash.
+    """
+    from embedkit.collection import prune as prune_store
+    from embedkit.store import Store
+
+    with Store.open(store_path, mode="r" if dry_run else "a", wait=wait) as st:
+        out = prune_store(st, delete=delete, dry_run=dry_run)
+        out["store_counts"] = st.counts()
+    if as_json:
+        emit_json(out)
+        return
+    verb = "would be" if dry_run else "were"
+    if delete:
+        click.echo(f"{len(out['deleted'])} vanished items {verb} removed ({out['checked']} checked)")
+    else:
+        click.echo(
+            f"{len(out['missing'])} vanished items {verb} marked missing, {len(out['deleted'])} failed ones "
+            f"{verb} removed ({out['checked']} checked)"
+        )
+    for p in (out["deleted"] if delete else out["missing"])[:20]:
+        click.echo(f"  {p}", err=False)
+
+
+def _layers(d: dict) -> str:
+    blocks = [b["name"] for b in d.get("model_blocks") or []]
+    if not d.get("layers") or d["layers"] == blocks:
+        return "all"
+    return ",".join(d["layers"])
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
