@@ -86,8 +86,10 @@ def _pyav_info(path: Path) -> AudioInfo:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    """One short line for an exception; FFmpeg errors keep their reason, not libav's raw errno."""
+    strerror = getattr(exc, "strerror", None)
+    text = str(strerror or exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:

@@ -55,20 +55,9 @@ class _Settings:
 
 def _model_fingerprint(name: str) -> str | None:
     """The fingerprint `Embedder.fingerprint` would give, from the installed card (no TensorFlow); None if unknown."""
-    try:
-        from types import SimpleNamespace
+    from . import pretrained
 
-        from . import pretrained
-        from .embedder import Embedder
-        from .features import FeatureLayout
-
-        if not pretrained.is_installed(name):
-            return None
-        card = pretrained.card(name)
-        ns = SimpleNamespace(name=name, card=card, layout=FeatureLayout.from_card(card))
-        return Embedder.fingerprint.fget(ns)  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - lead's API changed: fall back to loading the model
-        return None
+    return pretrained.model_fingerprint(name)
 
 
 def _excerpt(value: float | None) -> float | None:

@@ -7,8 +7,6 @@ network runs on batches of patches gathered across files; long files stream thro
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import queue
 import threading
@@ -110,14 +108,9 @@ class Embedder:
     @property
     def fingerprint(self) -> str:
         """sha256 of the weights' values + preprocessing + feature layout: same fingerprint ⇒ same vectors."""
-        payload = {
-            "model": self.name,
-            "weights": self.card.get("tensor_sha256") or self.card.get("weights_sha256"),
-            "preprocessing": self.card["preprocessing"],
-            "blocks": [[b.name, b.size] for b in self.layout.blocks],
-            "feature_version": 1,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        from . import pretrained
+
+        return pretrained.fingerprint(self.card)
 
     # ---- core -----------------------------------------------------------------------------------
 

@@ -73,6 +73,24 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fingerprint(card: dict[str, Any]) -> str:
+    """sha256 of a model's weight values + preprocessing + feature layout: same fingerprint ⇒ same vectors."""
+    payload = {
+        "model": card["name"],
+        "weights": card.get("tensor_sha256") or card.get("weights_sha256"),
+        "preprocessing": card["preprocessing"],
+        "blocks": [[b["name"], int(b["size"])] for b in card["feature_blocks"]],
+        "feature_version": 1,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def model_fingerprint(name: str) -> str | None:
+    """`fingerprint` of an installed model, read from its card (no TensorFlow); None if not installed."""
+    inst = installed_card(name)
+    return None if inst is None else fingerprint(inst)
+
+
 def weights_path(name: str, *, verify: bool = True) -> Path:
     """Path of the converted weights; raises `WeightsMissingError` naming the command that installs them."""
     name = check_name(name)
