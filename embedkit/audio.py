@@ -50,9 +50,18 @@ def _check_path(path: Path) -> None:
         raise AudioError(path, "empty file (0 bytes)")
 
 
+def _looks_like_mpeg(path: Path) -> bool:
+    """ID3 tag or an MPEG frame sync at the start (libsndfile's mpg123 prints noise on anything else)."""
+    with open(path, "rb") as f:
+        head = f.read(3)
+    return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0)
+
+
 def _soundfile_info(path: Path) -> AudioInfo | None:
     import soundfile as sf
 
+    if path.suffix.lower() in (".mp3", ".mp2") and not _looks_like_mpeg(path):
+        return None  # not MPEG audio whatever its name says: let FFmpeg judge it quietly
     try:
         info = sf.info(str(path))
     except Exception:  # libsndfile cannot open it: let PyAV try
