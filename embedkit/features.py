@@ -49,26 +49,7 @@ class FeatureLayout:
 
     def parse_layers(self, layers: str | Iterable[str | int] | None) -> list[str]:
         """Block names from ``"1,2,pool5"``, ``[1, 2]``, ``["pool4"]`` or None (= all). 1-based numbers."""
-        if layers is None or layers == "" or layers == "all":
-            return self.names
-        items = layers.split(",") if isinstance(layers, str) else list(layers)
-        names: list[str] = []
-        for item in items:
-            token = str(item).strip()
-            if not token:
-                continue
-            if token.isdigit():
-                k = int(token)
-                if not 1 <= k <= len(self.blocks):
-                    raise ValueError(f"layer number {k} out of range 1..{len(self.blocks)} (blocks: {', '.join(self.names)})")
-                token = self.blocks[k - 1].name
-            if token not in self.names:
-                raise ValueError(f"unknown layer {token!r}; blocks are {', '.join(self.names)}")
-            if token not in names:
-                names.append(token)
-        if not names:
-            raise ValueError(f"no layers selected from {layers!r}")
-        return [n for n in self.names if n in names]  # always in model order
+        return list(parse_layer_list(layers, self.names))
 
     def subset(self, layers: str | Iterable[str | int] | None) -> "FeatureLayout":
         keep = set(self.parse_layers(layers))
@@ -94,6 +75,34 @@ class FeatureLayout:
                             "start": start, "stop": start + b.size})
                 start += b.size
         return out
+
+
+def parse_layer_list(layers: str | Iterable[str | int] | None, blocks: Sequence[str]) -> tuple[str, ...]:
+    """Chosen block names, in ``blocks`` order, from ``"1,2,pool5"``, ``[1, "pool4"]``, ``"all"`` or None (= all).
+
+    Numbers are 1-based positions in ``blocks``; names are case-insensitive. Raises ValueError naming the
+    offending token.
+    """
+    if layers is None or (isinstance(layers, str) and layers.strip().lower() in ("", "all")):
+        return tuple(blocks)
+    items = layers.split(",") if isinstance(layers, str) else list(layers)
+    lower = {b.lower(): b for b in blocks}
+    chosen: set[str] = set()
+    for item in items:
+        token = str(item).strip()
+        if not token:
+            continue
+        if token.isdigit():
+            k = int(token)
+            if not 1 <= k <= len(blocks):
+                raise ValueError(f"layer number {k} out of range 1..{len(blocks)} (blocks: {', '.join(blocks)})")
+            token = blocks[k - 1]
+        if token.lower() not in lower:
+            raise ValueError(f"unknown layer {token!r}; blocks are {', '.join(blocks)}")
+        chosen.add(lower[token.lower()])
+    if not chosen:
+        raise ValueError(f"no layers selected from {layers!r}")
+    return tuple(b for b in blocks if b in chosen)
 
 
 def aggregate(patch_features: np.ndarray, mode: str = "mean") -> np.ndarray:

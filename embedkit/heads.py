@@ -39,6 +39,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import EmbedkitError, ModelMismatchError
+from .features import parse_layer_list
 
 TASKS = ("classification", "regression", "multilabel")
 KINDS = {
@@ -112,27 +113,10 @@ class InputLayout:
 
     def parse(self, layers: str | Iterable[str | int] | None) -> tuple[str, ...]:
         """Block names (model order) from ``"1,2,pool5"``, ``["pool4"]``, ``"all"`` or None (= all)."""
-        blocks = self.blocks
-        if layers is None or (isinstance(layers, str) and layers.strip().lower() in ("", "all")):
-            return tuple(blocks)
-        items = layers.split(",") if isinstance(layers, str) else list(layers)
-        chosen: set[str] = set()
-        lower = {b.lower(): b for b in blocks}
-        for item in items:
-            token = str(item).strip()
-            if not token:
-                continue
-            if token.isdigit():
-                k = int(token)
-                if not 1 <= k <= len(blocks):
-                    raise HeadError(f"layer number {k} out of range 1..{len(blocks)} (blocks: {', '.join(blocks)})")
-                token = blocks[k - 1]
-            if token.lower() not in lower:
-                raise HeadError(f"unknown layer {token!r}; blocks are {', '.join(blocks)}")
-            chosen.add(lower[token.lower()])
-        if not chosen:
-            raise HeadError(f"no layers selected from {layers!r}")
-        return tuple(b for b in blocks if b in chosen)
+        try:
+            return parse_layer_list(layers, self.blocks)
+        except ValueError as exc:
+            raise HeadError(str(exc)) from None
 
     def columns(self, blocks: Sequence[str]) -> np.ndarray:
         """Column indices (ascending layout order) of the entries of ``blocks``."""
