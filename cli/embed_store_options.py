@@ -119,7 +119,7 @@ def run_store_embed(ctx: click.Context, inputs: tuple[str, ...] | list[str], **p
         exclude=params.get("exclude") or None,
         include_hidden=bool(params.get("include_hidden")),
         workers=int(params.get("workers") or 2),
-        batch_size=int(params.get("batch_size") or 64),
+        batch_size=int(params.get("batch_size") or 32),
         retry_failed=bool(params.get("retry_failed")),
         wait=float(params.get("wait") or 0.0),
         progress=progress_enabled(ctx),

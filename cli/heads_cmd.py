@@ -15,7 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import PartialFailure, compose, emit_json, json_option, layers_option
+from ._common import PartialFailure, batch_size_option, compose, emit_json, json_option, layers_option
 
 log = logging.getLogger("embedkit")
 
@@ -312,7 +312,7 @@ def train(store_path: str, labels_path: str, head_path: str, task: str, targets:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout (one column per class/label/target).")
 @click.option("-k", "--top-k", "top_k", type=click.IntRange(1), default=None, help="Show the k most likely classes/labels.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Multilabel: probability for a label to be on.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True, help="Patches per network batch.")
+@batch_size_option
 @json_option
 def predict(head_path: str, inputs: tuple[str, ...], store_path: str | None, as_csv: bool, top_k: int | None,
             threshold: float, batch_size: int, as_json: bool) -> None:

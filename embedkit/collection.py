@@ -205,7 +205,7 @@ def embed_into_store(
     include_hidden: bool = False,
     follow_symlinks: bool = True,
     workers: int = 2,
-    batch_size: int = 64,
+    batch_size: int = 32,
     retry_failed: bool = False,
     wait: float = 0.0,
     progress: bool | None = None,
