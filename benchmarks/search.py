@@ -201,7 +201,7 @@ def main() -> None:
     args = ap.parse_args()
     import faiss
 
-    from embedkit.index import choose_index, default_memory_budget, format_bytes, gpu_count
+    from embedkit.index import choose_index, default_memory_budget, gpu_count
     from embedkit.store import Store
 
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -62,7 +62,6 @@ def demo(out: str | None, per_style: int, as_json: bool) -> None:
     sim_rows = []
     hits = 0
     for p, res in zip(firsts, results):
-        names = [Path(n.path).name for n in res.neighbors]
         hits += sum(Path(n.path).parent.name == p.parent.name for n in res.neighbors)
         sim_rows.append(res.to_dict())
         say(f"   {p.name:<16} → " + ", ".join(f"{Path(n.path).name} ({n.score:.3f})" for n in res.neighbors))

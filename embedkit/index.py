@@ -919,13 +919,7 @@ def _store_state(store: Any, source: str) -> tuple[np.ndarray, np.ndarray, np.nd
     ``patches``: one entry per stored patch (items in id order), with the patch's row and start (s).
     """
     if source == "tracks":
-        rows_for = getattr(store, "_rows_for", None)
-        if rows_for is not None:
-            ids, rows = rows_for(None)
-        else:  # stores that only follow the public contract
-            items = store.items("ok")
-            ids = np.array([it.id for it in items], dtype=np.int64)
-            rows = np.array([-1 if it.row is None else it.row for it in items], dtype=np.int64)
+        ids, rows = store.rows()
         return np.asarray(ids, np.int64), np.asarray(rows, np.int64), None
     if source == "patches":
         if not store.has_patches:

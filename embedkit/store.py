@@ -520,6 +520,10 @@ class Store:
             raise StoreError(f"{self.path}: no embedded item with id {int(want[np.argmax(bad)])}")
         return want, all_rows[pos]
 
+    def rows(self, ids: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids (n,) int64, vector rows (n,) int64)`` of embedded items (a row changes when an item is re-embedded)."""
+        return self._rows_for(ids)
+
     def vectors(self, ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Track vectors ``(n, dim) float32``, rows in the order of ``ids`` (default: `ids`)."""
         _, rows = self._rows_for(ids)

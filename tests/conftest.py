@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synth import tone  # noqa: F401  (re-exported for tests)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EMBEDKIT_SHARED", REPO.parent / "shared"))
@@ -57,3 +56,13 @@ def write_wav(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def real_fixture_store(tmp_path_factory, fixtures_dir) -> Path:
+    """A store of the 25 real fixture recordings with per-patch vectors, built once per session."""
+    from embedkit.collection import embed_into_store
+
+    base = tmp_path_factory.getbasetemp() / "real_fixture_store"
+    embed_into_store([fixtures_dir], base, patches=True, progress=False)
+    return base

@@ -6,15 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from embedkit.cli.main import main
 from synth import tone
+from clirun import run
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture

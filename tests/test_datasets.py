@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from embedkit.cli.main import main
 from embedkit.datasets import DatasetError, read
 from embedkit.labels import read_labels
+from clirun import run
 
 FORMATS = {".au": ("AU", "PCM_16"), ".wav": ("WAV", "PCM_16"), ".mp3": ("MP3", None), ".ogg": ("OGG", "VORBIS")}
 
@@ -206,11 +206,6 @@ def test_folders_and_registry_errors(tmp_path):
         read("gtzan", tmp_path / "nowhere")
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_datasets_cli(tmp_path, capsys):

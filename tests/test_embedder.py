@@ -93,7 +93,6 @@ def test_bad_files_fail_alone_and_in_order(embedder, clips):
 
 
 def test_excerpt_embeds_the_centre(embedder, clips):
-    full = embedder.embed_file(clips / "long.wav", return_patches=True)
     ex = embedder.embed_file(clips / "long.wav", excerpt_s=6.0, return_patches=True)
     assert ex.n_patches == 2 and ex.offset_s == pytest.approx(7.0)
     assert ex.patch_start_s[0] == pytest.approx(7.0)

@@ -9,18 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedkit.cli.main import main
 from embedkit.store import write_arrays
 from synth import tone
+from clirun import run
 
 LAYOUT = [(f"pool{i}", 8) for i in range(1, 6)]
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def planted_store(tmp_path: Path, name: str = "st", fingerprint: str = "test", n: int = 90, seed: int = 0):

@@ -291,18 +291,10 @@ def test_empty_store_builds_an_empty_index(tmp_path):
 # ---- real store (real fixture audio through the real model) -----------------------------------------
 
 
-def _real_store(tmp_path_factory, fixtures_dir):
-    """A store of the 25 real fixture recordings with per-patch vectors (built once per session)."""
-    base = tmp_path_factory.getbasetemp() / "real_fixture_store"
-    if not (base / "manifest.json").exists():
-        from embedkit.collection import embed_into_store
-
-        embed_into_store([fixtures_dir], base, patches=True, progress=False)
-    return base
 
 
-def test_ann_recall_against_exact_on_real_store(tmp_path_factory, fixtures_dir):
-    path = _real_store(tmp_path_factory, fixtures_dir)
+def test_ann_recall_against_exact_on_real_store(real_fixture_store):
+    path = real_fixture_store
     with Store.open(path) as st:
         _, _, pv = st.patch_vectors()
         assert pv.shape[0] > 200

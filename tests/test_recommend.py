@@ -10,7 +10,6 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
-from embedkit.cli.main import main
 from embedkit.recommend import (
     AudioFactorMapping,
     ImplicitALS,
@@ -30,13 +29,9 @@ from embedkit.recommend import (
     recommend,
 )
 from embedkit.store import write_arrays
+from clirun import run
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def world(n_groups: int = 6, per: int = 15, d: int = 24, n_users: int = 80, seed: int = 0):

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from embedkit.cli.main import main
 from embedkit.errors import ModelMismatchError
 from embedkit.index import IndexStaleError, build_for_store
 from embedkit.search import Searcher, similar
@@ -16,13 +15,9 @@ from embedkit.store import Store, write_arrays
 
 from _fake_embedder import FakeEmbedder
 from synth import tone
+from clirun import run
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def clustered(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
@@ -137,19 +132,11 @@ def test_audio_query_is_embedded_with_the_store_model(tmp_path, write_wav):
 # ---- real audio through the real model --------------------------------------------------------------
 
 
-def _real_store(tmp_path_factory, fixtures_dir):
-    """A store of the 25 real fixture recordings with per-patch vectors (built once per session)."""
-    base = tmp_path_factory.getbasetemp() / "real_fixture_store"
-    if not (base / "manifest.json").exists():
-        from embedkit.collection import embed_into_store
-
-        embed_into_store([fixtures_dir], base, patches=True, progress=False)
-    return base
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory, fixtures_dir):
-    path = _real_store(tmp_path_factory, fixtures_dir)
+def real(real_fixture_store):
+    path = real_fixture_store
     with Searcher.open(path) as s:
         yield s
 
