@@ -163,7 +163,7 @@ def noop_per_1000(tmp: Path, n_files: int = 5000) -> tuple[float, float]:
         for f in discover([lib]).files:
             st.add_embedded(f.path, np.random.default_rng(0).standard_normal(layout.dim), size=f.size,
                             mtime=f.mtime, sha256=file_sha256(f.path), duration_s=0.1, samplerate=16000)
-    r = run_child(inputs=[str(lib)], store=str(tmp / "many_store"), workers=2, batch_size=64)
+    r = run_child(inputs=[str(lib)], store=str(tmp / "many_store"), workers=2, batch_size=32)
     assert r["embedded"] == 0 and r["unchanged"] == n_files, r
     return r["wall_s"] / n_files * 1000, r["outer_wall_s"] / n_files * 1000
 
@@ -173,7 +173,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="where to unpack the Debian packages")
     ap.add_argument("--min-hours", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
 
