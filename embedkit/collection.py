@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from . import pretrained
 from .discovery import Discovery, FoundFile, discover
 from .errors import EmbedkitError
 from .store import Item, Store, StoreError, StoreExistsError, file_sha256, settings_fingerprint
@@ -51,13 +52,6 @@ class _Settings:
     excerpt_s: float | None
     patches: bool
     tags: bool
-
-
-def _model_fingerprint(name: str) -> str | None:
-    """The fingerprint `Embedder.fingerprint` would give, from the installed card (no TensorFlow); None if unknown."""
-    from . import pretrained
-
-    return pretrained.model_fingerprint(name)
 
 
 def _excerpt(value: float | None) -> float | None:
@@ -293,7 +287,7 @@ def _run(
     s = _resolve_settings(st, model=model, emb=emb, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
                           patches=patches, tags=tags)
     model_fp = emb.fingerprint if emb is not None else (
-        _model_fingerprint(s.model) if s.model != st.manifest.get("model") else None
+        pretrained.model_fingerprint(s.model) if s.model != st.manifest.get("model") else None
     )
     if model_fp is None and s.model != st.manifest.get("model"):
         emb = _load(s.model, batch_size)

@@ -449,9 +449,9 @@ def test_real_store_equals_single_file_api_and_broken_files(real_lib, fixtures_d
     _broken(real_lib / "bad", fixtures_dir / REAL[-1])
     s = embed_into_store([real_lib], tmp_path / "st", embedder=embedder, workers=2, tags=True, progress=False)
     assert s["embedded"] == len(REAL) and s["failed"] == 4
-    from embedkit.collection import _model_fingerprint
+    from embedkit import pretrained
 
-    assert _model_fingerprint("msd_vgg") == embedder.fingerprint  # the no-TensorFlow check agrees
+    assert pretrained.model_fingerprint("msd_vgg") == embedder.fingerprint  # the no-TensorFlow check agrees
     with Store.open(tmp_path / "st") as st:
         assert st.model_fingerprint == embedder.fingerprint and st.dim == 640
         for it in st.items("ok"):
