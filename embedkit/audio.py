@@ -7,6 +7,7 @@ samples as a one-shot ``soxr.resample`` while holding only one block at a time.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ AUDIO_EXTENSIONS = frozenset(
 
 #: Samples per decoded block at the file rate (about 6 s at 44.1 kHz): bounds memory on long files.
 BLOCK_FRAMES = 262_144
+
+log = logging.getLogger("embedkit")
 
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ' = librosa's default res_type 'soxr_hq'
 
@@ -180,8 +183,10 @@ def iter_audio(
 
         resampler = soxr.ResampleStream(info.samplerate, sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
     n_out = 0
+    n_in = 0
     try:
         for block in blocks:
+            n_in += block.size
             if not np.all(np.isfinite(block)):
                 block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
             out = block if resampler is None else resampler.resample_chunk(block, last=False)
@@ -199,6 +204,11 @@ def iter_audio(
         raise AudioError(p, f"decoding failed ({_short(exc)})") from None
     if n_out == 0:
         raise AudioError(p, "no audio samples decoded (empty or truncated stream)")
+    total = None if info.duration_s is None else int(info.duration_s * info.samplerate)
+    expected = None if total is None else min(total, stop if stop is not None else total) - start
+    if expected and expected - n_in > max(0.05 * expected, info.samplerate):
+        log.warning("%s: decoded %.1f s of the %.1f s its header announces (truncated file?)",
+                    p, n_in / info.samplerate, expected / info.samplerate)
 
 
 def load(

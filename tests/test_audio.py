@@ -135,3 +135,24 @@ def test_real_fixtures_decode(fixtures_dir):
         info = audio.probe(f)
         y = audio.load(f, duration_s=2.0)
         assert abs(y.size - 32000) <= 2 and np.isfinite(y).all() and info.samplerate in (22050, 44100, 48000)
+
+
+def test_truncated_mp3_is_decoded_with_a_warning_naming_the_file(write_wav, tmp_path, caplog):
+    good = write_wav("t.mp3", tone(440, 10.0, 44100), 44100, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="embedkit"):
+        y = audio.load(cut)
+    assert 3 * 16000 < y.size < 7 * 16000
+    assert any("cut.mp3" in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="embedkit"):
+        audio.load(good)
+    assert not caplog.records
+
+
+def test_excerpt_longer_than_the_file_gives_no_truncation_warning(write_wav, caplog):
+    path = write_wav("short.mp3", tone(440, 4.0, 44100), 44100, format="MP3")
+    with caplog.at_level("WARNING", logger="embedkit"):
+        y = audio.load(path, offset_s=0.0, duration_s=30.0)
+    assert y.size > 3 * 16000 and not caplog.records
