@@ -29,7 +29,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	for b in embed_speed embed_collection heads search recommend; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in reference_agreement embed_speed embed_collection heads search recommend; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
