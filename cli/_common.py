@@ -88,7 +88,9 @@ def progress_enabled(ctx: click.Context | None = None) -> bool:
     quiet = bool(ctx and ctx.obj and ctx.obj.get("quiet"))
     if quiet:
         return False
-    return sys.stderr.isatty() or os.environ.get("EMBEDKIT_PROGRESS") == "1"
+    from embedkit.progress import default_enabled
+
+    return default_enabled()
 
 
 # ---- reusable options -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
                    batch_size, as_json) -> None:
     from embedkit import Embedder
     from embedkit.export import write_embeddings
+    from embedkit.progress import bar
 
     emb = Embedder.from_pretrained(model, batch_size=batch_size)
     try:
@@ -60,12 +61,9 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--layers") from None
     ok, failed = [], []
-    stream = emb.embed_files(files, layers=layers, aggregate=aggregate, excerpt_s=excerpt,
-                             return_patches=patches, workers=workers)
-    if progress_enabled():
-        from tqdm import tqdm
-
-        stream = tqdm(stream, total=len(files), unit="file", desc="embed", file=click.get_text_stream("stderr"))
+    stream = bar(emb.embed_files(files, layers=layers, aggregate=aggregate, excerpt_s=excerpt,
+                                 return_patches=patches, workers=workers),
+                 total=len(files), unit="file", desc="embed", enabled=progress_enabled())
     for res in stream:
         if res.ok:
             ok.append(res)

@@ -56,27 +56,13 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(f"{__package__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.endswith(module_name):
-                return _missing_command(cmd_name)
-            raise
-        return getattr(module, attr)
+        return getattr(importlib.import_module(f"{__package__}.{module_name}"), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help without importing the subcommand modules.
         rows = [(name, _HELP.get(name, "")) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def _missing_command(name: str) -> click.Command:
-    @click.command(name, help=_HELP.get(name, ""))
-    def _cmd() -> None:
-        raise click.ClickException(f"'embedkit {name}' is not available in this build")
-
-    return _cmd
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,14 +14,12 @@ from ._common import PartialFailure, batch_size_option, compose, emit_json, json
 def tag(files: tuple[str, ...], top_k: int, excerpt: float | None, model: str, batch_size: int, as_json: bool) -> None:
     """Print the top tags of each FILE (clip-level mean of 3-s patch probabilities)."""
     from embedkit import Embedder
+    from embedkit.progress import bar
 
     emb = Embedder.from_pretrained(model, batch_size=batch_size)
     results, failures = [], 0
-    stream = emb.embed_files(files, excerpt_s=excerpt)
-    if progress_enabled():
-        from tqdm import tqdm
-
-        stream = tqdm(stream, total=len(files), unit="file", desc="tag", file=click.get_text_stream("stderr"))
+    stream = bar(emb.embed_files(files, excerpt_s=excerpt), total=len(files), unit="file", desc="tag",
+                 enabled=progress_enabled())
     for res in stream:
         if not res.ok:
             failures += 1

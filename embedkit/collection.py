@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from . import pretrained
 from .discovery import Discovery, FoundFile, discover
+from .progress import bar as progress_bar, default_enabled
 from .errors import EmbedkitError
 from .store import Item, Store, StoreError, StoreExistsError, file_sha256, settings_fingerprint
 
@@ -110,7 +111,7 @@ def _hash_all(files: list[FoundFile], workers: int, progress: bool) -> list[str 
 
     if not files:
         return []
-    bar = _bar(len(files), "hashing", progress, unit="file")
+    bar = progress_bar(total=len(files), desc="hashing", enabled=progress, leave=False, unit="file")
     out: list[str | BaseException] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for h in pool.map(one, files):
@@ -118,16 +119,6 @@ def _hash_all(files: list[FoundFile], workers: int, progress: bool) -> list[str 
             bar.update(1)
     bar.close()
     return out
-
-
-def _bar(total: int, desc: str, enabled: bool, **kw: Any):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False, **kw)
-
-
-def _progress_default() -> bool:
-    return sys.stderr.isatty() or os.environ.get("EMBEDKIT_PROGRESS") == "1"
 
 
 def _resolve_settings(
@@ -220,7 +211,7 @@ def embed_into_store(
     x_realtime, store {embedded, failed, missing}, settings_fingerprint, ...``.
     """
     t0 = time.perf_counter()
-    progress = _progress_default() if progress is None else progress
+    progress = default_enabled() if progress is None else progress
     disc: Discovery = discover(
         inputs,
         from_list=from_list,
@@ -417,7 +408,7 @@ def _embed_loop(
     fail: Callable[[str, str], None],
 ) -> tuple[float, float, int, bool]:
     """Embed ``to_embed`` and store each result; returns (file seconds, decoded seconds, n embedded, interrupted)."""
-    bar = _bar(len(to_embed), "embedding", progress, unit="file")
+    bar = progress_bar(total=len(to_embed), desc="embedding", enabled=progress, leave=False, unit="file")
     t_start = time.perf_counter()
     audio_s, music_s, n_ok, since_commit, last_commit = 0.0, 0.0, 0, 0, time.perf_counter()
     gen = emb.embed_files(

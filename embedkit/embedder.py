@@ -256,8 +256,6 @@ class Embedder:
                         batch = [(j, c) for j, c in batch if j != i]
                         batch_n = sum(c.shape[0] for _, c in batch)
                         pend.queued = 0
-                if live == 0:
-                    run_batch()
         finally:
             stop.set()
             while any(t.is_alive() for t in threads):

@@ -146,10 +146,7 @@ def outer_splits(
             small = labels[counts < k]
             notes.append(f"{len(small)} class(es) (e.g. {small[0]!r}) have fewer than {k} examples: some test folds lack them")
         if groups is not None:
-            n_groups = len(np.unique(groups))
-            if n_groups < 2:
-                raise EvaluationError("group-aware evaluation needs at least 2 groups, found 1")
-            k = min(k, n_groups)
+            k = _group_folds(groups, k)
             cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
             return list(cv.split(np.zeros(n), np.asarray(y).astype(str), groups)), f"stratified group {k}-fold", notes
         cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -158,10 +155,7 @@ def outer_splits(
         raise EvaluationError(f"need at least 4 labelled items to evaluate, given {n}")
     k = min(folds, n // 2)
     if groups is not None:
-        n_groups = len(np.unique(groups))
-        if n_groups < 2:
-            raise EvaluationError("group-aware evaluation needs at least 2 groups, found 1")
-        k = min(k, n_groups)
+        k = _group_folds(groups, k)
         cv = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return list(cv.split(np.zeros(n), None, groups)), f"group {k}-fold", notes
     cv = KFold(n_splits=k, shuffle=True, random_state=seed)
@@ -171,6 +165,14 @@ def outer_splits(
 _SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "train", "development": "train",
                   "valid": "valid", "validation": "valid", "val": "valid",
                   "test": "test", "testing": "test", "evaluation": "test", "eval": "test"}
+
+
+def _group_folds(groups: np.ndarray, k: int) -> int:
+    """Fold count for group-aware splits: at most one fold per group; needs 2 groups or more."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise EvaluationError("group-aware evaluation needs at least 2 groups, found 1")
+    return min(k, n_groups)
 
 
 def given_split(split: Sequence[str]) -> dict[str, np.ndarray]:

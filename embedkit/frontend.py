@@ -124,7 +124,8 @@ class LogMelStream:
         if block.size == 0:
             return np.zeros((0, N_MELS), np.float32)
         self._n += block.size
-        self._tail = np.concatenate([self._tail, block])[-(N_FFT // 2 + 1) :]
+        keep = N_FFT // 2 + 1
+        self._tail = np.concatenate([self._tail, block[-keep:]])[-keep:]
         if self._buf is None:
             self._head.append(block)
             if self._n < self._START:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -694,8 +695,7 @@ class Head:
 
     # -- sklearn-ish plumbing
     def get_params(self, deep: bool = True) -> dict:
-        keys = ("task", "kind", "layout", "layers", "layers_grid", "grid", "class_weight", "inner_folds",
-                "selection_metric", "probability", "selection_subsample", "random_state", "n_jobs")
+        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {k: getattr(self, k) for k in keys}
 
     def set_params(self, **params: Any) -> Head:

@@ -47,7 +47,7 @@ class Network:
         self.n_labels = int(backbone.output["logits"].shape[-1])
         names = layout.names
 
-        def pooled(name: str, t):
+        def pooled(t):
             rank = len(t.shape)
             # means accumulate in float64: pool1 averages 4,416 values per channel
             if rank == 4:  # (b, t, f, c): mean over time and frequency
@@ -59,7 +59,7 @@ class Network:
         @tf.function(input_signature=[tf.TensorSpec([None, 187, 96], tf.float32)], reduce_retracing=True)
         def forward(x):
             out = backbone(x, training=False)
-            feats = tf.concat([pooled(n, out[n]) for n in names], axis=-1)
+            feats = tf.concat([pooled(out[n]) for n in names], axis=-1)
             logits = out["logits"]
             return feats, logits, tf.sigmoid(logits)
 
