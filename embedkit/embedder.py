@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import audio, frontend
+from . import audio, frontend, inputs
 from .errors import AudioError, EmbedkitError
 from .features import FeatureLayout, aggregate
 
@@ -73,8 +73,25 @@ class _Pending:
     error: EmbedkitError | None = None
 
 
+@dataclass
+class _Member:
+    """One network of an embedder: model name, card, feature layout, the loaded network, weight fingerprint."""
+
+    name: str
+    card: dict
+    layout: FeatureLayout
+    net: object
+    fingerprint: str
+
+
 class Embedder:
-    """A pretrained model loaded once; embeds audio into multi-layer "convnet features".
+    """One or several pretrained models loaded once; embeds audio into multi-layer "convnet features".
+
+    Several models (``"msd_vgg+msd_musicnn"``) share one decode and one log-mel: every network runs on the
+    same patches and the per-patch features are concatenated in model order, blocks named
+    ``"msd_vgg:pool1"`` ... ``"msd_musicnn:penultimate"`` (`embedkit.composite`); tags likewise
+    (``"msd_vgg:rock"``). ``precision`` is ``fp32`` (default, the reference), ``bf16``, ``int8`` or ``auto``
+    (`embedkit.precision`).
 
     >>> emb = Embedder.from_pretrained("msd_vgg")          # doctest: +SKIP
     >>> emb.embed_file("song.ogg").vector.shape             # doctest: +SKIP
@@ -83,41 +100,107 @@ class Embedder:
 
     sample_rate = frontend.SR
 
-    def __init__(self, name: str, card: dict, weights_path: str | os.PathLike, *, batch_size: int = 32) -> None:
-        from .network import Network
+    def __init__(self, name: str, card: dict, weights_path: str | os.PathLike, *, batch_size: int = 32,
+                 precision: str = "fp32") -> None:
+        from . import precision as _precision
 
-        self.name = name
-        self.card = card
-        self.labels: list[str] = list(card["labels"])
-        self.layout = FeatureLayout.from_card(card)
-        self.batch_size = batch_size
-        self._net = Network(card["architecture"], str(weights_path), self.layout, batch_size=batch_size)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_pretrained(cls, name: str = "msd_vgg", *, batch_size: int = 32) -> "Embedder":
-        """Load a converted pretrained model from the cache (see ``embedkit models fetch``)."""
+        p = _precision.check(precision)
+        if p == "auto":
+            p = _precision.resolve(p, name, batch_size=batch_size)
+        layout = FeatureLayout.from_card(card)
+        net = _load_network(card, str(weights_path), layout, batch_size=batch_size, precision=p)
         from . import pretrained
 
-        name = pretrained.check_name(name)
-        path = pretrained.weights_path(name)
-        return cls(name, pretrained.card(name), path, batch_size=batch_size)
+        self._setup([_Member(name, card, layout, net, pretrained.fingerprint(card))], batch_size, p)
+
+    def _setup(self, members: list[_Member], batch_size: int, precision: str) -> None:
+        from . import composite
+
+        self._members = members
+        self.batch_size = batch_size
+        self.precision = precision
+        self.models: tuple[str, ...] = tuple(m.name for m in members)
+        self.name = composite.join(self.models)
+        self._lock = threading.Lock()
+        if len(members) == 1:
+            m = members[0]
+            self.card = m.card
+            self.labels: list[str] = list(m.card["labels"])
+            self.layout = m.layout
+            self._net = m.net
+        else:
+            self.layout = composite.combined_layout([(m.name, m.layout) for m in members])
+            self.labels = composite.combined_labels([(m.name, list(m.card["labels"])) for m in members])
+            self.card = composite.combined_card([m.card for m in members], self.layout, self.labels)
+            self._net = None
+
+    @classmethod
+    def from_pretrained(cls, name: str = "msd_vgg", *, batch_size: int = 32, precision: str = "fp32") -> "Embedder":
+        """Load converted pretrained model(s) from the cache (see ``embedkit models fetch``).
+
+        ``name``: one model (``"msd_vgg"``) or several joined with ``+`` (``"msd_vgg+msd_musicnn"``).
+        """
+        from . import composite, pretrained
+        from . import precision as _precision
+
+        names = composite.split(name)
+        p = _precision.check(precision)
+        if p == "auto":
+            p = _precision.resolve(p, composite.join(names), batch_size=batch_size)
+        parts = [cls(n, pretrained.card(n), pretrained.weights_path(n), batch_size=batch_size, precision=p)
+                 for n in names]
+        return parts[0] if len(parts) == 1 else cls.combine(parts)
+
+    @classmethod
+    def combine(cls, embedders: Sequence["Embedder"]) -> "Embedder":
+        """One embedder that runs all of ``embedders``' networks on the same patches (same batch size and precision)."""
+        embedders = list(embedders)
+        if not embedders:
+            raise ValueError("combine needs at least one embedder")
+        precs = {e.precision for e in embedders}
+        if len(precs) > 1:
+            raise ValueError(f"cannot combine embedders of different precisions: {', '.join(sorted(precs))}")
+        members = [m for e in embedders for m in e._members]
+        out = cls.__new__(cls)
+        out._setup(members, embedders[0].batch_size, embedders[0].precision)
+        return out
 
     # ---- identity -------------------------------------------------------------------------------
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the weights' values + preprocessing + feature layout: same fingerprint ⇒ same vectors."""
-        from . import pretrained
+        """sha256 of the weights' values + preprocessing + feature layout (several models: of their ordered
+        fingerprints): same fingerprint and precision ⇒ same vectors."""
+        from .spec import combine_fingerprints
 
-        return pretrained.fingerprint(self.card)
+        return combine_fingerprints([m.fingerprint for m in self._members])
+
+    @property
+    def parts(self) -> tuple:
+        """`embedkit.spec.ModelPart` of each model, in order (what `VectorSpec.for_embedder` reads)."""
+        from .spec import ModelPart
+
+        return tuple(ModelPart(m.name, m.fingerprint, tuple(m.layout.blocks)) for m in self._members)
+
+    def spec(self, *, layers=None, aggregation: str = "mean", excerpt_s: float | None = None):
+        """The `embedkit.spec.VectorSpec` of the vectors this embedder makes with these settings."""
+        from .spec import VectorSpec
+
+        return VectorSpec.for_embedder(self, layers=layers, aggregation=aggregation, excerpt_s=excerpt_s)
 
     # ---- core -----------------------------------------------------------------------------------
 
     def forward(self, patches: np.ndarray):
-        """Network on ``(n, 187, 96) float32`` patches → `embedkit.network.PatchOutputs` (features, logits, tags)."""
+        """Network(s) on ``(n, 187, 96) float32`` patches → `embedkit.network.PatchOutputs` (features, logits,
+        tags; several models: each model's columns side by side, in model order)."""
         with self._lock:
-            return self._net(patches)
+            if len(self._members) == 1:
+                return self._members[0].net(patches)
+            from .network import PatchOutputs
+
+            outs = [m.net(patches) for m in self._members]
+            return PatchOutputs(*(np.concatenate([getattr(o, k) for o in outs], axis=1)
+                                  for k in ("features", "logits", "tags")))
 
     def _finish(self, pend: _Pending, layers, aggregation: str, return_patches: bool) -> TrackEmbedding:
         feats = np.concatenate(pend.feats)
@@ -143,7 +226,7 @@ class Embedder:
     ) -> TrackEmbedding:
         """Embed an in-memory signal ``(n,)`` or ``(n, channels)`` at ``sr`` Hz."""
         y16 = audio.to_mono_resampled(y, sr, target_sr=self.sample_rate)
-        patches = frontend.make_patches(frontend.logmel(y16))
+        patches = self.input_kind.patches(y16)
         out = self.forward(patches.data)
         pend = _Pending(None, {"padded": patches.padded, "duration_s": y16.size / self.sample_rate, "samplerate": sr},
                         [out.features], [out.tags], [patches.start_frames])
@@ -190,7 +273,7 @@ class Embedder:
                     i = next(next_index, None)
                 if i is None:
                     break
-                _decode_into(i, paths[i], excerpt_s, work, stop)
+                _decode_into(i, paths[i], excerpt_s, work, stop, self.input_kind)
             work.put(("worker_done", None, None))
 
         n_workers = max(1, min(int(workers), len(paths)))
@@ -281,11 +364,21 @@ class Embedder:
         return self.top_tags(emb.tags, top_k=top_k)
 
     def top_tags(self, tags: np.ndarray, *, top_k: int | None = None) -> list[tuple[str, float]]:
-        order = np.argsort(-tags, kind="stable")[: top_k or len(self.labels)]
-        return [(self.labels[j], float(tags[j])) for j in order]
+        """``[(label, p), ...]`` highest first. Several models: each model's top ``top_k``, in model order,
+        labelled ``"model:tag"`` (the models' tag vocabularies and calibrations differ, so they are not ranked
+        against each other)."""
+        start, out = 0, []
+        for m in self._members:
+            n = len(m.card["labels"])
+            part = tags[start : start + n]
+            order = np.argsort(-part, kind="stable")[: top_k or n]
+            out += [(self.labels[start + j], float(part[j])) for j in order]
+            start += n
+        return out
 
 
-def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, stop: threading.Event) -> None:
+def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, stop: threading.Event,
+                 kind: inputs.InputKind = inputs.KINDS["logmel"]) -> None:
     """Decode one file into patch chunks on ``work``; ends with a ("done", i, info) or ("error", i, msg)."""
     try:
         info = audio.probe(path)
@@ -295,8 +388,8 @@ def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, 
             if info.duration_s is not None and info.duration_s > excerpt_s:
                 offset = (info.duration_s - excerpt_s) / 2.0
             duration = excerpt_s
-        stream = frontend.LogMelStream()
-        frames_buf = np.zeros((0, frontend.N_MELS), np.float32)
+        stream = kind.stream()
+        frames_buf = np.zeros((0, kind.width), np.float32)
         emitted = 0  # frames already cut into patches
         n_patches = 0
 
@@ -305,7 +398,7 @@ def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, 
             n = frames_buf.shape[0] // frontend.PATCH_FRAMES
             if n and (final or n >= _CHUNK_PATCHES):
                 take = n * frontend.PATCH_FRAMES
-                data = frames_buf[:take].reshape(n, frontend.PATCH_FRAMES, frontend.N_MELS)
+                data = frames_buf[:take].reshape(n, frontend.PATCH_FRAMES, kind.width)
                 starts = emitted + np.arange(n, dtype=np.int64) * frontend.PATCH_FRAMES
                 work.put(("patches", i, (np.ascontiguousarray(data), starts)))
                 frames_buf = frames_buf[take:]
@@ -328,7 +421,7 @@ def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, 
         if n_patches == 0:
             if total_frames == 0:
                 raise AudioError(path, "no audio samples decoded")
-            p = frontend.make_patches(frames_buf)
+            p = kind.make_patches(frames_buf)
             work.put(("patches", i, (p.data, p.start_frames)))
             padded = True
         samples = stream.n_samples
@@ -341,9 +434,15 @@ def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, 
         work.put(("error", i, AudioError(path, f"unexpected error ({detail})")))
 
 
-def load_embedder(name: str = "msd_vgg", **kwargs) -> Embedder:
-    """Shorthand for `Embedder.from_pretrained`."""
-    return Embedder.from_pretrained(name, **kwargs)
+def _load_network(card: dict, weights_path: str, layout: FeatureLayout, *, batch_size: int, precision: str):
+    """The runnable network of one model card at ``precision`` (table-driven: the card's ``architecture``)."""
+    if precision == "int8":
+        from .quantized import QuantizedNetwork
+
+        return QuantizedNetwork(card, weights_path, layout, batch_size=batch_size)
+    from .network import Network
+
+    return Network(card["architecture"], weights_path, layout, batch_size=batch_size, precision=precision)
 
 
-__all__: Sequence[str] = ("Embedder", "TrackEmbedding", "FileFailure", "load_embedder")
+__all__: Sequence[str] = ("Embedder", "TrackEmbedding", "FileFailure")

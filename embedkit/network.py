@@ -33,14 +33,16 @@ class Network:
     so a patch's outputs never depend on which other patches share its batch (bit-identical reruns).
     """
 
-    def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32) -> None:
+    def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32,
+                 config: dict | None = None, input_kind: str = "logmel") -> None:
         tf = import_tensorflow()
 
-        from . import backbones
+        from . import backbones, inputs  # input kinds (issue 10): see embedkit.inputs
 
         self.layout = layout
         self.batch_size = int(batch_size)
-        backbone = backbones.build(architecture)
+        backbone = backbones.build(architecture, **(config or {}))
+        self._shape = inputs.get(input_kind).patch_shape
         self._backbone = backbone
         backbone.load_weights(weights_path)
         self.n_params = int(backbone.count_params())
@@ -54,11 +56,11 @@ class Network:
                 return tf.cast(tf.reduce_mean(tf.cast(t, tf.float64), axis=(1, 2)), tf.float32)
             if rank == 3:  # (b, t, c): mean over time
                 return tf.cast(tf.reduce_mean(tf.cast(t, tf.float64), axis=1), tf.float32)
-            return t  # (b, c): already one vector per patch
+            return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)  # (b, c): already one vector per patch
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 187, 96], tf.float32)], reduce_retracing=True)
+        @tf.function(input_signature=[tf.TensorSpec([None, *self._shape], tf.float32)], reduce_retracing=True)
         def forward(x):
-            out = backbone(x, training=False)
+            out = backbone(inputs.to_model_input(input_kind, x), training=False)
             feats = tf.concat([pooled(out[n]) for n in names], axis=-1)
             logits = out["logits"]
             return feats, logits, tf.sigmoid(logits)
@@ -69,8 +71,8 @@ class Network:
         """``(n, 187, 96) float32`` → `PatchOutputs` for all n patches (any n ≥ 0)."""
         patches = np.ascontiguousarray(patches, dtype=np.float32)
         n = patches.shape[0]
-        if patches.ndim != 3 or patches.shape[1:] != (187, 96):
-            raise ValueError(f"expected patches of shape (n, 187, 96), given {patches.shape}")
+        if patches.ndim != 3 or patches.shape[1:] != self._shape:
+            raise ValueError(f"expected patches of shape (n, {self._shape[0]}, {self._shape[1]}), given {patches.shape}")
         feats, logits, tags = [], [], []
         bs = self.batch_size
         for start in range(0, n, bs):
@@ -78,7 +80,7 @@ class Network:
             m = chunk.shape[0]
             padded = -(-m // _PAD_MULTIPLE) * _PAD_MULTIPLE
             if m < padded:
-                chunk = np.concatenate([chunk, np.zeros((padded - m, 187, 96), np.float32)])
+                chunk = np.concatenate([chunk, np.zeros((padded - m, *self._shape), np.float32)])
             f, lg, tg = self._forward(chunk)
             feats.append(f.numpy()[:m])
             logits.append(lg.numpy()[:m])
