@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.embedkit-installed
 
-.PHONY: setup weights demo test test-all bench clean
+.PHONY: setup weights demo test test-all test-floors lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "embedkit needs Python >= 3.11"'
@@ -28,8 +28,24 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
+# The dependency floors of setup.cfg are true: install exactly the declared minimums (each floor's
+# release series, see .ci/floors.py) into a separate venv and run the fast tests there.
+FLOORS := .venv-floors
+test-floors:
+	test -x $(FLOORS)/bin/python || $(PYTHON) -m venv $(FLOORS)
+	$(PYTHON) .ci/floors.py > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install -q --disable-pip-version-check -r $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(FLOORS)/bin/python -m pip list --format=freeze > $(FLOORS)/installed.txt
+	$(FLOORS)/bin/embedkit models fetch --all
+	$(FLOORS)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider
+
+# ruff (configured in pyproject.toml); tests/test_lint.py runs the same check.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 bench: setup
 	for b in reference_agreement embed_speed embed_collection heads search recommend; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOORS) build dist *.egg-info .pytest_cache

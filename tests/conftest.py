@@ -29,10 +29,17 @@ def fixtures_dir() -> Path:
     return _need(SHARED / "data" / "fixtures" / "audio", "real-music fixtures")
 
 
+#: Vendored copy of ``../shared/reference`` (5 clips with their licences, JSON, log-mel npz; ~4 MB), so that
+#: the port-agreement tests run on every clone. See tests/data/README.md.
+REFERENCE = REPO / "tests" / "data" / "reference"
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/reference``: clips plus outputs of the original musicnn MSD_vgg graph."""
-    return _need(SHARED / "reference", "musicnn reference outputs")
+    """``tests/data/reference``: clips plus outputs of the original musicnn MSD_vgg graph (vendored)."""
+    if not REFERENCE.exists():
+        pytest.fail(f"vendored reference data missing at {REFERENCE}; it is part of the repository (git checkout it)")
+    return REFERENCE
 
 
 @pytest.fixture(scope="session")

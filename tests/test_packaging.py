@@ -13,12 +13,42 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def wheel_path(tmp_path_factory) -> Path:
+def wheel_build(tmp_path_factory) -> tuple[Path, str]:
+    """Build the wheel once: ``(wheel path, the build's verbose output)``."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out),
+                           str(REPO)], check=True, capture_output=True, text=True)
     (whl,) = out.glob("embedkit-*.whl")
-    return whl
+    return whl, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel_path(wheel_build) -> Path:
+    return wheel_build[0]
+
+
+def test_build_prints_no_setuptools_warning(wheel_build):
+    """`pip install -e .` / a wheel build is silent: no package-data or discovery warnings from setuptools."""
+    log = wheel_build[1]
+    bad = [ln for ln in log.splitlines() if "Warning" in ln or "!!" in ln or "would be ignored" in ln]
+    assert not bad, "setuptools warned while building:\n" + "\n".join(bad[:10])
+
+
+def test_every_subpackage_is_packaged(wheel_names):
+    """A new package under embedkit/ (or cli/, pretrained/) must be listed in setup.cfg's `packages`."""
+    missing = []
+    for src, dst in (("embedkit", "embedkit"), ("cli", "embedkit/cli"), ("pretrained", "embedkit/pretrained")):
+        for init in (REPO / src).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / src).as_posix()
+            name = dst if rel == "." else f"{dst}/{rel}"
+            if "__pycache__" not in name and f"{name}/__init__.py" not in wheel_names:
+                missing.append(name.replace("/", "."))
+    assert not missing, f"add to setup.cfg [options] packages: {', '.join(sorted(missing))}"
+
+
+def test_wheel_ships_type_marker_and_model_cards(wheel_names):
+    assert "embedkit/py.typed" in wheel_names
+    assert sum(n.startswith("embedkit/pretrained/cards/") and n.endswith(".json") for n in wheel_names) >= 4
 
 
 @pytest.fixture(scope="module")
