@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EmbedkitError
+from .folds import FoldError, cv_folds, group_fold_count
 from .heads import Head
 
 P_AT_K = (1, 3, 5)
 
 
-class EvaluationError(EmbedkitError):
+class EvaluationError(FoldError):
     """The data cannot be evaluated as asked (too few examples, bad split column, ...)."""
 
 
@@ -122,44 +122,19 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 def outer_splits(
     task: str, y: Any, *, groups: np.ndarray | None = None, folds: int = 10, seed: int = 0
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str, list[str]]:
-    """Outer CV folds, a one-line description, and warnings.
+    """Outer CV folds, a one-line description, and warnings (`embedkit.folds.cv_folds`, strict policy).
 
     Classification: stratified (``StratifiedGroupKFold`` with groups); other tasks: shuffled
     ``KFold`` (``GroupKFold`` with groups). Raises `EvaluationError` when there are too few
     examples (a class with a single example, fewer than 2 groups).
     """
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-
-    n = len(y)
-    notes: list[str] = []
-    if folds < 2:
-        raise EvaluationError(f"need at least 2 folds, given folds={folds}")
-    if task == "classification":
-        labels, counts = np.unique(np.asarray(y).astype(str), return_counts=True)
-        if len(labels) < 2:
-            raise EvaluationError(f"need at least 2 classes to evaluate, found {labels.tolist()}")
-        if counts.min() < 2:
-            lone = ", ".join(repr(str(c)) for c in labels[counts < 2][:5])
-            raise EvaluationError(f"class(es) {lone} have a single example: it cannot be both trained on and tested (remove them or use --drop-rare)")
-        k = min(folds, int(counts.max()))
-        if counts.min() < k:
-            small = labels[counts < k]
-            notes.append(f"{len(small)} class(es) (e.g. {small[0]!r}) have fewer than {k} examples: some test folds lack them")
-        if groups is not None:
-            k = _group_folds(groups, k)
-            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            return list(cv.split(np.zeros(n), np.asarray(y).astype(str), groups)), f"stratified group {k}-fold", notes
-        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(cv.split(np.zeros(n), np.asarray(y).astype(str))), f"stratified {k}-fold", notes
-    if n < 4:
-        raise EvaluationError(f"need at least 4 labelled items to evaluate, given {n}")
-    k = min(folds, n // 2)
-    if groups is not None:
-        k = _group_folds(groups, k)
-        cv = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(cv.split(np.zeros(n), None, groups)), f"group {k}-fold", notes
-    cv = KFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(cv.split(np.zeros(n))), f"{k}-fold", notes
+    yy = np.asarray(y).astype(str) if task == "classification" else y
+    try:
+        f = cv_folds(task, yy, groups=groups, folds=folds, seed=seed, strict=True)
+    except FoldError as exc:
+        raise EvaluationError(str(exc)) from None
+    assert f is not None
+    return f.splits, f.description, f.notes
 
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "train", "development": "train",
@@ -167,12 +142,7 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "train", "develo
                   "test": "test", "testing": "test", "evaluation": "test", "eval": "test"}
 
 
-def _group_folds(groups: np.ndarray, k: int) -> int:
-    """Fold count for group-aware splits: at most one fold per group; needs 2 groups or more."""
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        raise EvaluationError("group-aware evaluation needs at least 2 groups, found 1")
-    return min(k, n_groups)
+_group_folds = group_fold_count
 
 
 def given_split(split: Sequence[str]) -> dict[str, np.ndarray]:
@@ -471,7 +441,7 @@ def learning_curve(
     )
     per_k: dict[int, list[float]] = {k: [] for k in shots}
     n_train: dict[int, list[int]] = {k: [] for k in shots}
-    for (r, k, tr, te), res in zip(tasks, results):
+    for (_r, k, tr, te), res in zip(tasks, results):
         per_k[k].append(_task_metrics(head.task, y[te], res["out"], names)[metric])
         n_train[k].append(len(tr))
     return {
