@@ -34,14 +34,27 @@ def check_name(name: str) -> str:
     """Normalise a model name (``MSD_vgg`` → ``msd_vgg``); raise a one-line error for unknown names."""
     key = name.strip().lower().replace("-", "_")
     if key not in MODEL_NAMES:
-        raise EmbedkitError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}")
+        from embedkit import model_cache  # models trained by `embedkit fit` (issue 10)
+
+        if model_cache.exists(key):
+            return key
+        raise EmbedkitError(f"unknown model {name!r}; available: {', '.join([*MODEL_NAMES, *model_cache.names()])}")
     return key
 
 
-@lru_cache(maxsize=None)
 def source_card(name: str) -> dict[str, Any]:
-    """The card shipped with embedkit (no checksums of converted weights)."""
-    return json.loads((_CARDS_DIR / f"{check_name(name)}.json").read_text())
+    """The card shipped with embedkit (no checksums of converted weights); a trained model's own card."""
+    key = check_name(name)
+    if key not in MODEL_NAMES:  # trained by `embedkit fit` (issue 10)
+        from embedkit import model_cache
+
+        return model_cache.load_card(key)
+    return _packaged_card(key)
+
+
+@lru_cache(maxsize=None)
+def _packaged_card(name: str) -> dict[str, Any]:
+    return json.loads((_CARDS_DIR / f"{name}.json").read_text())
 
 
 def installed_card(name: str) -> dict[str, Any] | None:
