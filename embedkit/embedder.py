@@ -116,6 +116,11 @@ class Embedder:
     def _setup(self, members: list[_Member], batch_size: int, precision: str) -> None:
         from . import composite
 
+        kinds = {inputs.for_card(m.card).name for m in members}
+        if len(kinds) > 1:
+            raise EmbedkitError(f"cannot combine models with different inputs ({', '.join(sorted(kinds))}): "
+                                f"{composite.join(m.name for m in members)}")
+        self.input_kind = inputs.for_card(members[0].card)
         self._members = members
         self.batch_size = batch_size
         self.precision = precision
@@ -442,7 +447,8 @@ def _load_network(card: dict, weights_path: str, layout: FeatureLayout, *, batch
         return QuantizedNetwork(card, weights_path, layout, batch_size=batch_size)
     from .network import Network
 
-    return Network(card["architecture"], weights_path, layout, batch_size=batch_size, precision=precision)
+    return Network(card["architecture"], weights_path, layout, batch_size=batch_size, precision=precision,
+                   **inputs.network_options(card))
 
 
 __all__: Sequence[str] = ("Embedder", "TrackEmbedding", "FileFailure")

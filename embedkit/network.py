@@ -26,25 +26,47 @@ class PatchOutputs:
 _PAD_MULTIPLE = 8
 
 
+def build_backbone(architecture: str, weights_path: str, *, config: dict | None = None, precision: str = "fp32"):
+    """The Keras backbone with its pretrained weights. ``bf16`` builds it under Keras' ``mixed_bfloat16``
+    policy (bfloat16 compute, float32 variables: the same weights); ``fp32`` is the reference graph."""
+    import_tensorflow()
+    import keras
+
+    from . import backbones
+
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"Keras backbones run in fp32 or bf16, not {precision!r} (int8: embedkit.quantized)")
+    saved = keras.config.dtype_policy()
+    if precision == "bf16":
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        backbone = backbones.build(architecture, **(config or {}))
+    finally:
+        keras.config.set_dtype_policy(saved)
+    backbone.load_weights(weights_path)
+    return backbone
+
+
 class Network:
     """A Keras backbone plus in-graph pooling of each feature block (mean over time and frequency).
 
     ``batch_size`` patches go through the graph at a time; a partial batch is zero-padded to a multiple of 8,
     so a patch's outputs never depend on which other patches share its batch (bit-identical reruns).
+    ``precision``: ``fp32`` (the reference) or ``bf16`` (`embedkit.precision`); outputs are float32 either way.
     """
 
     def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32,
-                 config: dict | None = None, input_kind: str = "logmel") -> None:
+                 config: dict | None = None, input_kind: str = "logmel", precision: str = "fp32") -> None:
         tf = import_tensorflow()
 
-        from . import backbones, inputs  # input kinds (issue 10): see embedkit.inputs
+        from . import inputs  # input kinds (issue 10): see embedkit.inputs
 
         self.layout = layout
         self.batch_size = int(batch_size)
-        backbone = backbones.build(architecture, **(config or {}))
+        self.precision = precision
+        backbone = build_backbone(architecture, weights_path, config=config, precision=precision)
         self._shape = inputs.get(input_kind).patch_shape
         self._backbone = backbone
-        backbone.load_weights(weights_path)
         self.n_params = int(backbone.count_params())
         self.n_labels = int(backbone.output["logits"].shape[-1])
         names = layout.names
@@ -63,6 +85,8 @@ class Network:
             out = backbone(inputs.to_model_input(input_kind, x), training=False)
             feats = tf.concat([pooled(out[n]) for n in names], axis=-1)
             logits = out["logits"]
+            if logits.dtype != tf.float32:  # bf16: float32 outputs like fp32's
+                logits = tf.cast(logits, tf.float32)
             return feats, logits, tf.sigmoid(logits)
 
         self._forward = forward
