@@ -60,8 +60,8 @@ def fit_baseline(store: Any, *, seed: int = 0) -> tuple[Space, dict]:
     return space, report
 
 
-def training_set(store: Any, groups: Groups | None, *, seg_patches: int = 3,
-                 max_segments: int = MAX_SEGMENTS) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+def training_set(store: Any, groups: Groups | None, *, seg_patches: int = 3, max_segments: int = MAX_SEGMENTS,
+                 ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
     """``(X, labels, recordings, description)`` to train on.
 
     With groups: segments of each grouped recording (labels = its group, recordings = its id) when the
@@ -69,7 +69,7 @@ def training_set(store: Any, groups: Groups | None, *, seg_patches: int = 3,
     """
     agg = store.manifest.get("aggregation", "mean")
     if groups is None:
-        pp = _patches(store)
+        pp = _patches(store, ids)
         if pp is None:
             raise SpaceError(f"{store.path}: without a groups file a space is learnt from segments of the same "
                              f"recording, which needs per-patch vectors; embed with --patches or give GROUPS.csv")
@@ -93,9 +93,10 @@ def training_set(store: Any, groups: Groups | None, *, seg_patches: int = 3,
 
 
 def fit_store(store: Any, groups: Groups | None = None, *, config: TrainConfig | None = None, seg_patches: int = 3,
-              max_segments: int = MAX_SEGMENTS, progress: Any = None) -> Space:
-    """Learn a space on ``store`` from ``groups`` (or self-supervised from segments); see `training_set`."""
-    X, labels, recordings, desc = training_set(store, groups, seg_patches=seg_patches, max_segments=max_segments)
+              max_segments: int = MAX_SEGMENTS, ids: np.ndarray | None = None, progress: Any = None) -> Space:
+    """Learn a space on ``store`` from ``groups`` (or self-supervised from segments of the items ``ids``,
+    default all); see `training_set`."""
+    X, labels, recordings, desc = training_set(store, groups, seg_patches=seg_patches, max_segments=max_segments, ids=ids)
     space, _ = fit_metric(X, labels, recordings=recordings, config=config, progress=progress)
     space.spec = store_spec(store)
     info = {**space.info, **desc, "fitted_on": {"store": str(store.path), "vectors": int(X.shape[0])}}

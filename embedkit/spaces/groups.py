@@ -48,8 +48,9 @@ class Groups:
 
 
 def _lines(lines: list[int], limit: int = 5) -> str:
+    """``"line 3"`` / ``"lines 3, 4, 9 (+2 more)"``."""
     head = ", ".join(str(n) for n in lines[:limit])
-    return head + (f" (+{len(lines) - limit} more)" if len(lines) > limit else "")
+    return ("line " if len(lines) == 1 else "lines ") + head + (f" (+{len(lines) - limit} more)" if len(lines) > limit else "")
 
 
 def read_groups(path: str | os.PathLike, store: Any = None, *, skip_unknown: bool = False,
@@ -106,15 +107,15 @@ def read_groups(path: str | os.PathLike, store: Any = None, *, skip_unknown: boo
         ids.append(item_id)
         labels.append(label)
     if empty:
-        raise GroupsError(f"{p}: lines {_lines(empty)}: empty group name; give every item a group")
+        raise GroupsError(f"{p}: {_lines(empty)}: empty group name; give every item a group")
     if twice:
         n, raw, g1, l1, g2 = twice[0]
         raise GroupsError(f"{p}: line {n}: item {raw!r} is in group {g2!r} and (line {l1}) in {g1!r}; an item may "
                           f"belong to one group ({len(twice)} such lines)")
     if unknown and not skip_unknown:
         u = unknown[0]
-        raise GroupsError(f"{p}: lines {_lines([x['line'] for x in unknown])}: {len(unknown)} items not embedded in the "
-                          f"store (e.g. {u['item']!r}: {u['reason']}); fix them or pass --skip-unknown")
+        raise GroupsError(f"{p}: {_lines([x['line'] for x in unknown])}: {len(unknown)} item(s) not embedded in "
+                          f"the store (e.g. {u['item']!r}: {u['reason']}); fix them or pass --skip-unknown")
     if not ids:
         raise GroupsError(f"{p}: no item of the file is embedded in the store")
     order = np.argsort(np.asarray(ids, np.int64), kind="stable")
