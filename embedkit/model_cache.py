@@ -86,7 +86,7 @@ def load_card(name: str) -> dict[str, Any]:
     return card
 
 
-def save(name: str, model: Any, card: dict[str, Any], *, force: bool = False) -> Path:
+def save(name: str, model: Any, card: dict[str, Any], *, force: bool = False, extra_files: list[Path] = ()) -> Path:
     """Write ``model``'s weights and ``card`` as trained model ``name``; atomic (temp folder + rename).
 
     Raises `ModelCacheError` if the name is taken (unless ``force``) or the cache is not writable;
@@ -107,6 +107,8 @@ def save(name: str, model: Any, card: dict[str, Any], *, force: bool = False) ->
                 "weights_sha256": sidecar.sha256_file(tmp / WEIGHTS_FILE)}
         full.pop("installed", None)
         full.pop("path", None)
+        for f in extra_files:  # e.g. the learning curve
+            shutil.copyfile(f, tmp / Path(f).name)
         (tmp / CARD_FILE).write_text(sidecar.dumps(full))
         if dest.exists():
             old = dest.with_name(f".{key}.old-{os.getpid()}")
