@@ -93,10 +93,14 @@ args = json.loads(sys.argv[1])
 emb, load_s = None, 0.0
 if args.get("preload"):
     from embedkit import Embedder
-    emb = Embedder.from_pretrained("msd_vgg", batch_size=args["batch_size"])
+    emb = Embedder.from_pretrained(args.get("model") or "msd_vgg", batch_size=args["batch_size"],
+                                   precision=args.get("precision") or "fp32")
     load_s = time.perf_counter() - t0
+extra = {"precision": args["precision"]} if args.get("precision") not in (None, "fp32") else {}
+if args.get("model"):
+    extra["model"] = args["model"]
 s = embed_into_store(args["inputs"], args["store"], progress=False, from_list=args.get("from_list"), embedder=emb,
-                     excerpt_s=args.get("excerpt_s"), workers=args["workers"], batch_size=args["batch_size"])
+                     excerpt_s=args.get("excerpt_s"), workers=args["workers"], batch_size=args["batch_size"], **extra)
 s["load_s"] = load_s
 s["process_wall_s"] = time.perf_counter() - t0
 s["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -175,6 +179,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--also-batch", type=int, default=64, help="one more whole-files run at this batch size (0 = skip)")
+    ap.add_argument("--model", default=None, help="model(s) for the runs (default: the default model)")
+    ap.add_argument("--precision", default=None, help="fp32 | bf16 | int8 | auto for the runs (default: fp32)")
+    ap.add_argument("--only-whole", action="store_true", help="only the whole-files run at the default batch size (quick)")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
 
@@ -194,16 +201,19 @@ def main() -> None:
         lst = tmp / "files.txt"
         lst.write_text("\n".join(str(f) for f in files) + "\n")
         runs = [("whole files", None, args.batch_size), ("--excerpt 30", 30.0, args.batch_size)]
-        if args.also_batch:
+        if args.only_whole:
+            runs = runs[:1]
+        elif args.also_batch:
             runs.append((f"whole files, --batch-size {args.also_batch}", None, args.also_batch))
         for k, (label, excerpt, batch) in enumerate(runs):
             store = tmp / f"store_{k}"
             full = run_child(inputs=[], from_list=str(lst), store=str(store), excerpt_s=excerpt,
-                             workers=args.workers, batch_size=batch, preload=True)
+                             workers=args.workers, batch_size=batch, preload=True, model=args.model,
+                             precision=args.precision)
             assert full["embedded"] == len(files), full
             model_load = model_load or full["load_s"]
             noop = run_child(inputs=[], from_list=str(lst), store=str(store), excerpt_s=excerpt,
-                             workers=args.workers, batch_size=batch)
+                             workers=args.workers, batch_size=batch, model=args.model, precision=args.precision)
             assert noop["embedded"] == 0 and noop["unchanged"] == len(files), noop
             xrt = full["audio_hours"] * 3600 / full["process_wall_s"]
             xrt_embed = full["audio_hours"] * 3600 / full["wall_s"]
@@ -213,7 +223,7 @@ def main() -> None:
             print(rows[-1], flush=True)
             disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
             rows[-1].append(f"{disk / 2**20:.1f}")
-        per1000, per1000_proc = noop_per_1000(tmp)
+        per1000, per1000_proc = (float("nan"), float("nan")) if args.only_whole else noop_per_1000(tmp)
         dec = decode_speed(files)
     headers = ["run", "files", "audio h", "decoded h", "wall s", "× real time (process)", "× real time (embedding)",
                "peak RSS MiB", "no-op rerun s (function)", "no-op rerun s (process)", "store MiB"]
@@ -239,7 +249,11 @@ Load average when the benchmark started: {load[0]:.1f} / {load[1]:.1f} / {load[2
     print(body)
     print(notes)
     if not args.no_write:
-        write_section("embed_collection", body + "\n" + notes, script="benchmarks/embed_collection.py")
+        flags = " ".join(f for f in (f"--model {args.model}" if args.model else "",
+                                     f"--precision {args.precision}" if args.precision else "",
+                                     "--only-whole" if args.only_whole else "") if f)
+        write_section("embed_collection" + (f" ({flags})" if flags else ""), body + "\n" + notes,
+                      script="benchmarks/embed_collection.py" + (f" {flags}" if flags else ""))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Embedding speed per stage on real music, and the network's GFLOP/s against a measured matmul peak.
 
-Usage: python benchmarks/embed_speed.py [--audio DIR] [--model msd_vgg] [--batch-size 64] [--repeat 2]
+Usage: flock /tmp/embedkit-timing.lock python benchmarks/embed_speed.py [--audio DIR] [--model msd_vgg]
+       [--precision fp32|bf16|int8|auto] [--batch-size 64] [--repeat 2]
 Default audio: ../shared/data/fixtures/audio (25 real recordings, ~12.5 min). Writes docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "data" / "fixtures" / "audio")
     ap.add_argument("--model", default="msd_vgg")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | int8 | auto (embedkit.precision)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="end-to-end passes (best is reported)")
     ap.add_argument("--long-minutes", default="3,120", help="lengths of synthesized long files for the memory check ('' = skip)")
@@ -111,7 +114,7 @@ def main() -> None:
     if not files:
         sys.exit(f"no audio in {args.audio}")
     tf = import_tensorflow()
-    emb = Embedder.from_pretrained(args.model, batch_size=args.batch_size)
+    emb = Embedder.from_pretrained(args.model, batch_size=args.batch_size, precision=args.precision)
 
     # stage by stage, one file at a time, one thread
     t_decode = t_resample = t_logmel = 0.0
@@ -137,7 +140,15 @@ def main() -> None:
     t0 = time.perf_counter()
     emb.forward(patches)
     t_net = time.perf_counter() - t0
-    gflop = conv_flops_per_patch(emb._net._backbone) / 1e9 if hasattr(emb._net, "_backbone") else 1.77
+    gflop = 0.0
+    for member in emb._members:  # FLOPs of the fp32 graph of every model (int8 runs the same arithmetic)
+        backbone = getattr(member.net, "_backbone", None)
+        if backbone is None:
+            from embedkit import pretrained
+            from embedkit.network import build_backbone
+
+            backbone = build_backbone(member.card["architecture"], str(pretrained.weights_path(member.name)))
+        gflop += conv_flops_per_patch(backbone) / 1e9
     net_gflops = patches.shape[0] * gflop / t_net
     peak = matmul_peak(tf)
 
@@ -160,10 +171,13 @@ def main() -> None:
          f"**{audio_s / t_e2e:.0f}×**"],
     ]
     table = markdown_table(["stage", "seconds", "× real time"], rows)
+    load = os.getloadavg()
     net = (f"Network: {gflop:.2f} GFLOP per 3-s patch, **{net_gflops:.0f} GFLOP/s** = "
            f"**{100 * net_gflops / peak:.0f} %** of the float32 matmul peak measured in the same run "
-           f"({peak:.0f} GFLOP/s, best of numpy/OpenBLAS and TensorFlow/oneDNN 2048² matmuls).")
-    body = (f"Model `{args.model}`, {len(files)} real recordings from `{args.audio.name}/` "
+           f"({peak:.0f} GFLOP/s, best of numpy/OpenBLAS and TensorFlow/oneDNN 2048² matmuls). "
+           f"Load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+           + (" (machine loaded by other jobs: figures are lower bounds)." if load[0] > 2.5 else "."))
+    body = (f"Model `{args.model}`, precision `{emb.precision}`, {len(files)} real recordings from `{args.audio.name}/` "
             f"({audio_s / 60:.1f} min of audio, mixed 22.05/44.1/48 kHz, OGG Vorbis and WAV).\n\n{table}\n\n{net}\n")
     minutes = [float(m) for m in args.long_minutes.split(",") if m.strip()]
     if minutes:
@@ -173,7 +187,9 @@ def main() -> None:
                  f"and the model, ~0.5 GiB):\n\n{mem}\n")
     print(body)
     if not args.no_write:
-        write_section("Embedding speed", body, script="benchmarks/embed_speed.py")
+        suffix = "" if (args.model, emb.precision) == ("msd_vgg", "fp32") else f" ({args.model}, {emb.precision})"
+        write_section("Embedding speed" + suffix, body,
+                      script="benchmarks/embed_speed.py" + (f" --model {args.model} --precision {emb.precision}" if suffix else ""))
 
 
 if __name__ == "__main__":
