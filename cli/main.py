@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "heads_cmd:predict",
     "datasets": "datasets_cmd:datasets",
     "demo": "demo_cmd:demo",
+    "serve": "serve_cmd:serve",
     "metric": "metric_cmd:metric",
 }
 
@@ -43,6 +44,7 @@ _HELP = {
     "predict": "Predict labels/values with a trained head.",
     "datasets": "Readers for GTZAN, Ballroom, EmoMusic, Jamendo, MagnaTagATune, FMA layouts.",
     "demo": "Run the main job end to end on a built-in synthesized example.",
+    "serve": "A local web page to explore a store: map, listen, tags, neighbours.",
     "metric": "Similarity spaces: learn one from groups or segments, or a zero-label baseline.",
 }
 

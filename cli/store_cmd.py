@@ -141,6 +141,12 @@ def prune(store_path: str, delete: bool, dry_run: bool, wait: float, as_json: bo
         click.echo(f"  {p}", err=False)
 
 
+# `embedkit store map` (issue 13) lives with `embedkit serve`, which draws the same layout.
+from .serve_cmd import store_map as _store_map  # noqa: E402
+
+store.add_command(_store_map)
+
+
 def _layers(d: dict) -> str:
     blocks = [b["name"] for b in d.get("model_blocks") or []]
     if not d.get("layers") or d["layers"] == blocks:
