@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "heads_cmd:predict",
     "datasets": "datasets_cmd:datasets",
     "demo": "demo_cmd:demo",
+    "highlight": "highlight_cmd:highlight",
     "serve": "serve_cmd:serve",
     "metric": "metric_cmd:metric",
 }
@@ -44,6 +45,7 @@ _HELP = {
     "predict": "Predict labels/values with a trained head.",
     "datasets": "Readers for GTZAN, Ballroom, EmoMusic, Jamendo, MagnaTagATune, FMA layouts.",
     "demo": "Run the main job end to end on a built-in synthesized example.",
+    "highlight": "The most representative segment of each track (attention, tags, loudness, repetition).",
     "serve": "A local web page to explore a store: map, listen, tags, neighbours.",
     "metric": "Similarity spaces: learn one from groups or segments, or a zero-label baseline.",
 }

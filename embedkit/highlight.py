@@ -9,8 +9,8 @@ the largest sum of scores (a moving-window sum):
   the head both looks and hears its class.
 - ``tags`` — the teacher's tag activity: per-patch probabilities of the track's top-5 MSD tags, summed.
 - ``loudness`` — mean energy of each patch's samples (the loudest window; baseline, no network).
-- ``repetition`` — mean cosine similarity of a patch vector to the track's patches at least two
-  patches away (the window most like the rest of the song; baseline).
+- ``repetition`` — how repeated each patch is: the mean of its three largest cosine similarities to
+  patch vectors at least two patches away (the window whose material recurs most; baseline).
 
 A track no longer than ``length_s`` is returned whole. `Highlighter.thumbnail` cuts the segment out of
 the file (mono, the file's own sample rate) with short half-cosine fades and writes ogg / flac / wav;
@@ -122,8 +122,9 @@ def loudness_curve(y16: np.ndarray, n_patches: int | None = None) -> np.ndarray:
     return out
 
 
-def repetition_curve(patches: np.ndarray, min_gap: int = 2) -> np.ndarray:
-    """Mean cosine similarity of each (standardised) patch vector to the patches ≥ ``min_gap`` away ``(T,)``."""
+def repetition_curve(patches: np.ndarray, min_gap: int = 2, top_k: int = 3) -> np.ndarray:
+    """How repeated each patch is ``(T,)``: the mean of its ``top_k`` largest cosine similarities (of
+    standardised patch vectors) to patches at least ``min_gap`` patches away."""
     P = np.asarray(patches, np.float64)
     T = P.shape[0]
     if T == 1:
@@ -135,7 +136,10 @@ def repetition_curve(patches: np.ndarray, min_gap: int = 2) -> np.ndarray:
     S = Z @ Z.T
     idx = np.arange(T)
     far = np.abs(idx[:, None] - idx[None, :]) >= min(min_gap, T - 1)
-    return np.where(far, S, 0.0).sum(axis=1) / np.maximum(far.sum(axis=1), 1)
+    S = np.where(far, S, -np.inf)
+    k = max(1, min(top_k, int(far.sum(axis=1).min())))
+    top = -np.sort(-S, axis=1)[:, :k]
+    return np.where(np.isfinite(top), top, 0.0).mean(axis=1)
 
 
 # ---- choosing the window -----------------------------------------------------------------------------
