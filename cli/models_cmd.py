@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
+from ._common import emit_json
+from .options import force_option, json_option
 
 
 @click.group("models")
@@ -30,9 +31,12 @@ def list_models(as_json: bool) -> None:
     """One line per model: installed or not, architecture, feature size, reported test AUC."""
     from embedkit import pretrained
 
+    from embedkit import model_cache
+
     rows = [_summary(pretrained.card(n)) for n in pretrained.MODEL_NAMES]
+    trained = model_cache.summaries()  # models trained by `embedkit fit` (issue 10)
     if as_json:
-        emit_json(rows)
+        emit_json(rows + trained)
         return
     click.echo(f"{'name':<12} {'installed':<9} {'arch':<8} {'dim':>4} {'params':>8} {'ROC-AUC':>7} {'PR-AUC':>6}  trained on")
     for r in rows:
@@ -41,6 +45,8 @@ def list_models(as_json: bool) -> None:
             f"{r['name']:<12} {'yes' if r['installed'] else 'no':<9} {r['architecture']:<8} {r['dim']:>4} "
             f"{r['parameters']:>8} {r['roc_auc']:>7.4f} {r['pr_auc']:>6.4f}  {r['trained_on']}{default}"
         )
+    for line in model_cache.format_rows(trained):
+        click.echo(line)
     if not all(r["installed"] for r in rows):
         click.echo("install with: embedkit models fetch --all", err=True)
 
@@ -55,6 +61,11 @@ def show(name: str, as_json: bool) -> None:
     card = pretrained.card(name)
     if as_json:
         emit_json(card)
+        return
+    if "training" in card:  # trained by `embedkit fit` (issue 10)
+        from .fit_cmd import show_trained
+
+        show_trained(card)
         return
     src = card["source"]
     click.echo(f"{card['name']}: {card['description']}")
@@ -81,7 +92,7 @@ def show(name: str, as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Fetch and convert all four models.")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False), help="Use this local musicnn-0.1.0 wheel (offline).")
-@click.option("--force", is_flag=True, help="Convert again even if the cache is valid.")
+@force_option  # convert again even if the cache is valid
 @json_option
 def fetch(names: tuple[str, ...], all_models: bool, wheel: str | None, force: bool, as_json: bool) -> None:
     """Download the musicnn 0.1.0 wheel (pip), verify it, convert NAMES (default msd_vgg) to Keras weights."""
@@ -98,3 +109,8 @@ def fetch(names: tuple[str, ...], all_models: bool, wheel: str | None, force: bo
             click.echo(f"{name}: ok ({card['parameters']} parameters) -> {pretrained.model_dir(name)}")
     if as_json:
         emit_json(cards)
+
+
+from .fit_cmd import archs as _archs  # noqa: E402  (issue 10: `embedkit models archs`)
+
+models.add_command(_archs)

@@ -1,0 +1,353 @@
+"""Model zoo and distillation: size, cost and speed of every family; distilled students vs the teacher.
+
+Usage: nice python benchmarks/train.py [--budget dieleman=240,fcn=480] [--tracks 8] [--distill-tracks 20]
+
+1. Every architecture of `embedkit.backbones`: parameters, GFLOP per second of audio (analytic), network
+   embedding speed (× real time: forward pass of 64 log-mel / waveform patches, batch 32, best of 2, under
+   the timing lock) and training time per epoch (median of 3 batch-16 steps after a warm-up, times the
+   distillation epoch's steps).
+2. Distillation from msd_vgg (soft tags + feature matching) on real Debian game music: students train on
+   tracks (middle 30 s) of drascula-music and ufoai-music, for a fixed budget of CPU-seconds each; held out
+   are the tracks of the eight packages of benchmarks/heads.py (never trained on, other packages).
+   Fidelity to the teacher on the held-out tracks' 3-s patches: per-tag ROC-AUC against the teacher's
+   top-3 tags, mean Pearson correlation of the tag probabilities.
+3. Downstream: heads.py's package-of-origin (8 packages, group folds by track) and recording-identity
+   (fixtures) tasks with the same SVM head and nested protocol, for the teacher, the MFCC baseline and
+   every student; margin retention = (student − MFCC) / (msd_vgg − MFCC) accuracy.
+4. Fine-tuning msd_vgg (conv blocks 1–3 frozen) vs frozen msd_vgg features + SVM on the same 4 group
+   folds of the package-of-origin task (3-s segments), fixed CPU budget per fold.
+Writes the "train" section of docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_line, markdown_table, write_section  # noqa: E402
+from heads import FIXTURES, PACKAGES, fetch_packages, load_excerpt, package_tracks  # noqa: E402
+
+TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
+DEFAULT_BUDGET = "dieleman=240,fcn=540,crnn=300"
+PATCH = 187 * 256
+
+
+def log(msg: str) -> None:
+    print(f"[train] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def timing_lock():
+    with open("/tmp/embedkit-timing.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def profile(steps_per_epoch: int) -> dict[str, dict]:
+    import keras
+    import tensorflow as tf
+
+    from embedkit import backbones, inputs
+    from embedkit.train.fit import build_trainer
+    from embedkit.train.losses import loss_fn
+    from embedkit.train.profile import gflop_per_second
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, spec in backbones.ARCHS.items():
+        m = backbones.build(name)
+        shape = inputs.get(spec.input_kind).patch_shape
+        x = rng.standard_normal((64, *shape)).astype(np.float32)
+
+        @tf.function(reduce_retracing=True)
+        def fwd(b, m=m, kind=spec.input_kind):
+            return m(inputs.to_model_input(kind, b), training=False)
+
+        fwd(x[:32])
+        with timing_lock():
+            best = min(_timed(lambda: [fwd(x[s:s + 32]) for s in range(0, 64, 32)]) for _ in range(2))
+        xrt = 64 * PATCH / 16000 / best
+        # training step
+        trainer = build_trainer(m, None)
+        opt = keras.optimizers.Adam(1e-3)
+        loss = loss_fn("classification")
+        xt = x[:16] if spec.input_kind == "logmel" else x[:16].reshape(16, -1)
+        yt = np.eye(50, dtype=np.float32)[rng.integers(0, 50, 16)]
+
+        @tf.function
+        def step(a, b, trainer=trainer, opt=opt):
+            with tf.GradientTape() as tape:
+                value = loss(trainer(a, training=True)["logits"], b)
+            g = tape.gradient(value, trainer.trainable_variables)
+            opt.apply_gradients(zip(g, trainer.trainable_variables))
+            return value
+
+        step(xt, yt)
+        st = float(np.median([_timed(lambda: step(xt, yt)) for _ in range(3)]))
+        out[name] = {"family": spec.family, "paper": spec.paper, "params": int(m.count_params()),
+                     "gflop_s": gflop_per_second(name), "xrt": xrt, "step_s": st, "epoch_s": st * steps_per_epoch,
+                     "input": spec.input_kind, "default_input_s": spec.input_s}
+        log(f"{name}: {out[name]['params']:,} params, {out[name]['gflop_s']:.3f} GFLOP/s, {xrt:.0f}x real time, "
+            f"step {st:.2f} s")
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def segment_feats(emb, y16: np.ndarray, seg_patches: int) -> np.ndarray:
+    te = emb.embed_audio(y16, 16000, return_patches=True)
+    P = te.patch_vectors
+    n = P.shape[0] // seg_patches
+    return np.stack([P[i * seg_patches:(i + 1) * seg_patches].mean(0) for i in range(n)]).astype(np.float32)
+
+
+def mfcc_feats(y16: np.ndarray, seg_patches: int) -> np.ndarray:
+    from embedkit.baselines import mfcc_stats
+
+    L = seg_patches * PATCH
+    n = (y16.size // PATCH) // seg_patches
+    return np.stack([mfcc_stats(y16[i * L:(i + 1) * L]) for i in range(n)]).astype(np.float32)
+
+
+def evaluate(X, y, groups, layout, folds, jobs) -> tuple[float, float]:
+    from embedkit.evaluation import nested_cv
+    from embedkit.heads import Head
+
+    r = nested_cv(Head(layout=layout), X, y, groups=groups, folds=folds, n_jobs=jobs)
+    return r.metrics["accuracy"]["mean"], r.metrics["accuracy"]["std"]
+
+
+def layout_of(emb) -> list[dict]:
+    return [{"name": e["name"], "start": e["start"], "stop": e["stop"]} for e in emb.layout.to_json()]
+
+
+def downstream(models: dict, pkg_ex: dict, rec_ex: dict, jobs: int) -> dict:
+    """Accuracy per (task, feature) → (mean, std)."""
+    from embedkit.baselines import MFCC_LAYOUT
+
+    res = {}
+    tasks = []
+    if rec_ex:
+        tasks.append(("recording identity, 3 s", rec_ex, 1, 4, True))
+    tasks += [("package of origin, 3 s", pkg_ex, 1, 4, False), ("package of origin, 10 s", pkg_ex, 3, 4, False)]
+    for task, ex, seg, folds, blocks in tasks:
+        feats = {"MFCC baseline": ([], MFCC_LAYOUT)}
+        for nm, emb in models.items():
+            feats[nm] = ([], layout_of(emb))
+        ys, gs = [], []
+        for (label, key), y16 in ex.items():
+            mf = mfcc_feats(y16, seg)
+            feats["MFCC baseline"][0].append(mf)
+            for nm, emb in models.items():
+                feats[nm][0].append(segment_feats(emb, y16, seg)[: len(mf)])
+            ys += [label] * len(mf)
+            gs += [f"{key}#{i // 3}" if blocks else key for i in range(len(mf))]
+        for nm, (parts, layout) in feats.items():
+            acc = evaluate(np.concatenate(parts), np.array(ys), np.array(gs), layout, folds, jobs)
+            res[(task, nm)] = acc
+            log(f"{task} / {nm}: {acc[0]:.3f} ± {acc[1]:.3f}")
+    return res
+
+
+def fidelity_heldout(teacher, student, held: dict) -> dict:
+    from embedkit.train.losses import fidelity
+
+    tp, sp = [], []
+    for y16 in held.values():
+        tp.append(teacher.embed_audio(y16, 16000, return_patches=True).patch_tags)
+        sp.append(student.embed_audio(y16, 16000, return_patches=True).patch_tags)
+    return fidelity(np.concatenate(sp), np.concatenate(tp))
+
+
+def finetune_vs_svm(pkg_ex: dict, budget_s: float, jobs: int) -> dict:
+    """4 group folds of package of origin (3-s segments): fine-tuned msd_vgg vs frozen features + SVM."""
+    import keras
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from embedkit import Embedder, backbones, frontend
+    from embedkit.heads import Head
+    from embedkit.train.data import Prepared, PatchSampler
+    from embedkit.train.fit import build_trainer, freeze_first, init_from
+    from embedkit.train.loop import train
+    from embedkit.train.sources import Track
+
+    emb = Embedder.from_pretrained("msd_vgg")
+    keys = list(pkg_ex)
+    classes = sorted({k[0] for k in keys})
+    track_y = np.array([k[0] for k in keys])
+    folds = StratifiedGroupKFold(4, shuffle=True, random_state=0).split(np.zeros(len(keys)), track_y, np.arange(len(keys)))
+    acc_ft, acc_svm = [], []
+    for k, (tr, te) in enumerate(folds):
+        def seg(idx):
+            X, P, y = [], [], []
+            for i in idx:
+                y16 = pkg_ex[keys[i]]
+                te_ = emb.embed_audio(y16, 16000, return_patches=True)
+                X.append(te_.patch_vectors)
+                P.append(frontend.make_patches(frontend.logmel(y16)).data[: len(te_.patch_vectors)])
+                y += [keys[i][0]] * len(te_.patch_vectors)
+            return np.concatenate(X), np.concatenate(P), np.array(y)
+
+        Xtr, _, ytr = seg(tr)
+        Xte, Pte, yte = seg(te)
+        head = Head(layout=layout_of(emb), n_jobs=jobs).fit(Xtr, ytr)
+        acc_svm.append(float(np.mean(head.predict(Xte) == yte)))
+        keras.utils.set_random_seed(k)
+        bb = backbones.build("vgg", n_classes=len(classes))
+        init_from(bb, "msd_vgg", len(classes))
+        freeze_first(bb, 3)
+        trainer = build_trainer(bb, None)
+        items = [Prepared(Track(str(keys[i][1]), str(keys[i][1]), np.eye(len(classes), dtype=np.float32)[classes.index(keys[i][0])]),
+                          pkg_ex[keys[i]]) for i in tr]
+        sampler = PatchSampler(items, kind="logmel", input_samples=PATCH, targets="label", seed=k)
+        vsel = items[:: max(1, len(items) // 6)]
+        val = PatchSampler(vsel, kind="logmel", input_samples=PATCH, targets="label").fixed_windows(3)[:3]
+        with tempfile.TemporaryDirectory() as run:
+            train(trainer, sampler, val, task="classification", run=Path(run), epochs=50, batch_size=16, lr=3e-4,
+                  patience=50, max_cpu_s=budget_s, seed=k)
+        logits = np.concatenate([np.asarray(trainer(Pte[s:s + 32], training=False)["logits"]) for s in range(0, len(Pte), 32)])
+        acc_ft.append(float(np.mean(np.array(classes)[logits.argmax(1)] == yte)))
+        log(f"fold {k + 1}: fine-tuned {acc_ft[-1]:.3f}, frozen + SVM {acc_svm[-1]:.3f}")
+    return {"finetune": (np.mean(acc_ft), np.std(acc_ft)), "svm": (np.mean(acc_svm), np.std(acc_svm)), "folds": 4}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", default=DEFAULT_BUDGET, help="CPU-seconds of distillation per student")
+    ap.add_argument("--finetune-budget", type=float, default=60.0, help="CPU-seconds of fine-tuning per fold")
+    ap.add_argument("--tracks", type=int, default=8, help="held-out tracks per package (as heads.py)")
+    ap.add_argument("--distill-tracks", type=int, default=30, help="training tracks per training package")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-train")
+    ap.add_argument("--skip-profile", action="store_true")
+    ap.add_argument("--skip-finetune", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    budgets = {k: float(v) for k, v in (kv.split("=") for kv in args.budget.split(",") if kv)}
+    cpu0, wall0, load = time.process_time(), time.perf_counter(), os.getloadavg()
+    home = args.cache / "home"
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    real = Path(os.environ.get("EMBEDKIT_HOME") or Path.home() / ".cache" / "embedkit")
+    for m in ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn"):
+        link = home / "models" / m
+        if not link.exists() and (real / "models" / m).exists():
+            link.symlink_to(real / "models" / m)
+    os.environ["EMBEDKIT_HOME"] = str(home)
+    from embedkit._tf import import_tensorflow
+
+    import_tensorflow()
+    from embedkit import Embedder, audio
+    from embedkit.train import fit
+
+    roots = fetch_packages(args.cache, TRAIN_PACKAGES + PACKAGES)
+    train_paths = [str(p) for pk in TRAIN_PACKAGES for p in package_tracks(roots[pk], args.distill_tracks)]
+    held = {}
+    for pk in PACKAGES:
+        for p in package_tracks(roots[pk], args.tracks):
+            with contextlib.suppress(Exception):
+                held[(pk, str(p))] = load_excerpt(p)
+    held = {k: v for k, v in held.items() if sum(1 for kk in held if kk[0] == k[0]) >= 3}
+    rec = {}
+    if FIXTURES.exists():
+        for p in sorted(FIXTURES.iterdir()):
+            if p.suffix in (".ogg", ".wav") and (audio.probe(p).duration_s or 0) >= 20:
+                rec[(p.stem, str(p))] = load_excerpt(p)
+    log(f"{len(train_paths)} training tracks, {len(held)} held-out tracks, {len(rec)} recordings")
+    steps = -(-max(8, len(train_paths) * 9) // 16)  # 30-s excerpts ≈ 9-10 windows of 3 s each
+    prof = {} if args.skip_profile else profile(steps)
+    cpu_profile = time.process_time() - cpu0
+
+    teacher = Embedder.from_pretrained("msd_vgg")
+    students, cards = {}, {}
+    for arch, budget in budgets.items():
+        t0 = time.process_time()
+        card = fit(train_paths, arch=arch, name=f"bench_{arch}", teacher="msd_vgg", excerpt_s=30.0, input_s=2.992,
+                   epochs=200, patience=200, batch_size=16, lr=1e-3, feature_matching=1.0, max_cpu_s=budget,
+                   augment="gain,specaugment", force=True, restart=True, valid_fraction=0.1, log=log)
+        cards[arch] = {**card, "cpu_total": time.process_time() - t0}
+        students[arch] = Embedder.from_pretrained(f"bench_{arch}")
+    fid = {a: fidelity_heldout(teacher, e, held) for a, e in students.items()}
+    models = {"msd_vgg (teacher)": teacher, **{f"{a} (distilled)": e for a, e in students.items()}}
+    down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs)
+    ft = None if args.skip_finetune else finetune_vs_svm(held, args.finetune_budget, args.jobs)
+    cpu_total = time.process_time() - cpu0
+
+    # ---- report ------------------------------------------------------------------------------------
+    parts = []
+    if prof:
+        rows = [[n, p["family"], p["paper"], p["input"], f"{p['default_input_s']:.2f}", f"{p['params']:,}",
+                 f"{p['gflop_s']:.3f}", f"{p['xrt']:.0f}×", f"{p['step_s']:.2f}", f"{p['epoch_s']:.0f}"]
+                for n, p in prof.items()]
+        parts.append("### The zoo: size, cost, speed\n\n" + markdown_table(
+            ["arch", "family", "paper", "input", "paper input s", "parameters", "GFLOP / s audio",
+             "embedding speed (network, 2 cores)", "train step s (batch 16)", "train s / epoch"], rows) +
+            f"\n\nEmbedding speed: forward pass only (64 patches of 2.99 s, batch 32, best of 2, timing lock held), "
+            f"the decode and log-mel stages (≈ 500× real time together, see embed_speed) come on top. Training "
+            f"time per epoch = median step time × {steps} steps (one pass over the distillation set: "
+            f"{len(train_paths)} tracks × 30 s in 3-s windows, batch 16).")
+    head = ["student", "CPU budget s", "CPU s used", "epochs", "held-out fidelity ROC-AUC (top-3 tags)",
+            "held-out tag correlation", "validation ROC-AUC (training run)"]
+    rows = []
+    for a, c in cards.items():
+        tr = c["training"]
+        rows.append([a, f"{budgets[a]:.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
+                     f"{fid[a]['fidelity_corr']:.3f}", f"{tr['metrics'].get('fidelity_roc_auc', float('nan')):.3f}"])
+    parts.append("### Distillation from msd_vgg (fixed CPU budget)\n\n" + markdown_table(head, rows) +
+                 f"\n\nStudents trained on {len(train_paths)} tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)}; "
+                 f"fidelity measured on the {len(held)} held-out tracks of {len(set(k[0] for k in held))} other packages "
+                 "(heads.py's; middle 30 s, 3-s patches). Loss: soft-tag binary cross-entropy + 1.0 × feature matching "
+                 "(linear map of the pooled taps to msd_vgg's standardised 640-d patch feature); 3-s inputs; gain and "
+                 "SpecAugment augmentation; Adam 1e-3, batch 16; the CPU budget (process CPU-seconds) ends training.")
+    base = {t: down.get((t, "MFCC baseline"), (np.nan,))[0] for t, _ in down}
+    vgg = {t: down.get((t, "msd_vgg (teacher)"), (np.nan,))[0] for t, _ in down}
+    rows = []
+    for (t, nm), (m, s) in down.items():
+        margin = "" if nm == "MFCC baseline" else f"{(m - base[t]) / (vgg[t] - base[t]):.0%}" if vgg[t] != base[t] else ""
+        rows.append([t, nm, f"{m:.3f} ± {s:.3f}", margin])
+    parts.append("### Downstream: same SVM head, same nested folds\n\n" + markdown_table(
+        ["task", "feature", "accuracy", "share of msd_vgg's margin over MFCC"], rows))
+    if prof:
+        lines = []
+        for a in students:
+            sp = prof[a]["xrt"] / prof["vgg"]["xrt"]
+            pk = ("package of origin, 3 s", f"{a} (distilled)")
+            r = (down[pk][0] - base[pk[0]]) / (vgg[pk[0]] - base[pk[0]])
+            ok = sp >= 3 and r >= 0.9
+            lines.append(f"- {a}: {sp:.1f}× msd_vgg's network speed, {r:.0%} of its margin over MFCC on package of "
+                         f"origin (3 s) → target {'met' if ok else 'not met'}")
+        parts.append("### Target: ≥ 3× faster than msd_vgg and ≥ 90 % of its margin over MFCC\n\n" + "\n".join(lines))
+    if ft:
+        parts.append("### Fine-tuning vs frozen features + SVM (package of origin, 3-s segments)\n\n" + markdown_table(
+            ["method", "accuracy (4 group folds)"],
+            [[f"msd_vgg fine-tuned (blocks 1–3 frozen, {args.finetune_budget:.0f} CPU-s per fold)",
+              f"{ft['finetune'][0]:.3f} ± {ft['finetune'][1]:.3f}"],
+             ["msd_vgg frozen features + SVM (Choi grid)", f"{ft['svm'][0]:.3f} ± {ft['svm'][1]:.3f}"]]) +
+            "\n\nSame 4 stratified group folds (by track) for both; the fine-tuned network predicts each 3-s segment "
+            "with its new 8-way output.")
+    parts.append(f"Whole benchmark: {cpu_total / 60:.1f} CPU-minutes (profile {cpu_profile / 60:.1f}), "
+                 f"{(time.perf_counter() - wall0) / 60:.1f} min wall. Load average at start {load[0]:.1f} / {load[1]:.1f} / "
+                 f"{load[2]:.1f}: the machine ({machine_line()}) was shared with 7 other engineers' jobs, so times are "
+                 "upper bounds; CPU budgets are process CPU-seconds, which load does not inflate much.")
+    body = "\n\n".join(parts)
+    print(body)
+    if not args.no_write:
+        write_section("train", body, script="benchmarks/train.py")
+
+
+if __name__ == "__main__":
+    main()
