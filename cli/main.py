@@ -16,6 +16,7 @@ from ._common import run_guarded
 #: command name -> "module:attribute" (relative to embedkit.cli), imported lazily.
 COMMANDS: dict[str, str] = {
     "models": "models_cmd:models",
+    "fit": "fit_cmd:fit",
     "tag": "tag_cmd:tag",
     "embed": "embed_cmd:embed",
     "store": "store_cmd:store",
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = {
 
 _HELP = {
     "models": "List, show and fetch pretrained models.",
+    "fit": "Train a zoo architecture: distil a teacher, learn labels, or fine-tune.",
     "tag": "Print MSD/MTT tag probabilities for audio files.",
     "embed": "Embed audio files or whole folders (into a resumable store with --store).",
     "store": "Inspect, export and prune embedding stores.",
