@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
+from ._common import emit_json
+from .options import distance_metric_option, json_option, segments_option, store_argument
 
-store_argument = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
 name_option = click.option("--name", default="default", show_default=True,
                            help="Index name (saved as STORE/index/NAME.faiss + NAME.json).")
 
@@ -21,22 +21,23 @@ def index() -> None:
               help="Index kind; auto: exact below ~20k x 640 floats, HNSW above, IVF-PQ when over --memory.")
 @click.option("--memory", default=None, metavar="SIZE", help="Memory budget for the index, e.g. 4G or 512M "
               "(default: half of this machine's RAM).")
-@click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True,
-              help="cosine: L2-normalised vectors, inner product.")
+@distance_metric_option
 @click.option("--pca", "pca_dim", type=click.IntRange(1), default=None, metavar="N",
               help="Project vectors on their N main axes (PCA learned on the store).")
 @click.option("--whiten", is_flag=True, help="Whiten (PCA with unit variance per axis) before normalising.")
 @click.option("--target-recall", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Tune efSearch / nprobe until recall@k against exact search reaches this.")
 @click.option("--recall-k", type=click.IntRange(1), default=10, show_default=True, help="k of the recall target.")
-@click.option("--patches", is_flag=True, help="Index the per-patch vectors (segment search) as index 'patches'.")
+@segments_option  # saved as index 'patches' (old spelling: --patches)
+@click.option("--space", default=None, metavar="NAME", help="Search in similarity space NAME ('embedkit metric fit' / "
+              "'metric baseline'; recorded in the index card and applied to every query).")
 @click.option("--rebuild", is_flag=True, help="Build from scratch even if an up-to-date-able index exists.")
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU when faiss sees one).")
 @name_option
 @json_option
 def build(store_path: str, kind: str, memory: str | None, metric: str, pca_dim: int | None, whiten: bool,
-          target_recall: float, recall_k: int, patches: bool, rebuild: bool, use_gpu: bool | None, name: str,
-          as_json: bool) -> None:
+          target_recall: float, recall_k: int, segments: bool, space: str | None, rebuild: bool, use_gpu: bool | None,
+          name: str, as_json: bool) -> None:
     """Build index NAME over STORE's vectors, or add the store's new items to it (incremental).
 
     The index is trained and its search parameters tuned until recall@k against exact search on a
@@ -50,14 +51,18 @@ def build(store_path: str, kind: str, memory: str | None, metric: str, pca_dim: 
         budget = parse_memory(memory)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--memory") from None
+    patches = segments  # --segments: index the per-patch vectors (old spelling --patches)
     if patches and name == "default":
         name = "patches"
     with Store.open(store_path) as st:
+        from embedkit.spaces.hooks import space_map
+
+        vmap = space_map(st, space, source="patches" if patches else "tracks")
         try:
             _, summary = build_for_store(
                 st, name=name, kind=kind, memory_budget_bytes=budget, metric=metric, pca_dim=pca_dim, whiten=whiten,
                 target_recall=target_recall, k=recall_k, source="patches" if patches else "tracks", rebuild=rebuild,
-                use_gpu=use_gpu,
+                use_gpu=use_gpu, **({"vector_map": vmap} if vmap is not None else {}),
             )
         except ValueError as exc:
             from embedkit.errors import EmbedkitError
@@ -106,6 +111,9 @@ def info(store_path: str, name: str, as_json: bool) -> None:
         f"similarity: {t.get('metric')}" + (f", PCA {t.get('pca_dim')}" if t.get("pca_dim") else "")
         + (" whitened" if t.get("whiten") else ""),
         f"search:     {_params(card.get('search_params') or {}) or 'exact'}",
+        *([f"space:      {card['space'].get('name')} ({card['space'].get('kind')}, {card['space'].get('in_dim')} -> "
+           f"{card['space'].get('out_dim')}; 'embedkit metric show {store_path} {card['space'].get('name')}')"]
+          if isinstance(card.get("space"), dict) else []),
         f"recall@{rec.get('k', 10)}:  {_recall(rec)}",
         f"memory:     {_bytes(card.get('memory_bytes'))} (estimated)",
         f"store:      {card.get('store', {}).get('settings')} (fingerprint {str(card.get('store', {}).get('fingerprint'))[:16]}…)",

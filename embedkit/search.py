@@ -28,6 +28,8 @@ from .errors import EmbedkitError, ModelMismatchError
 from .index import (
     FLAT_MAX_WORK,
     IndexMissingError,
+    NonFiniteVectorsError,
+    StoreIndex,
     VectorIndex,
     index_dir,
     open_for_store,
@@ -115,8 +117,8 @@ class Searcher:
         self.index_name = None if exact else index
         self.allow_new = allow_new
         self._embedder = embedder
-        self._index: VectorIndex | None = None
-        self._patch_index: VectorIndex | None = None
+        self._index: StoreIndex | None = None
+        self._patch_index: StoreIndex | None = None
         self._meta: dict[int, Any] = {}
         self._owns_store = False
         self.index_info: dict = {}
@@ -143,13 +145,13 @@ class Searcher:
     # ---- index -----------------------------------------------------------------------------------
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> StoreIndex:
         """The track index in use (loaded, or an exact in-memory one built from the store)."""
         if self._index is None:
             self._index = self._load_index("tracks")
         return self._index
 
-    def _load_index(self, source: str) -> VectorIndex:
+    def _load_index(self, source: str) -> StoreIndex:
         name = "patches" if source == "patches" else self.index_name
         if self.index_name is not None:
             try:
@@ -172,15 +174,15 @@ class Searcher:
             if ids.size * self.store.dim > FLAT_MAX_WORK:
                 log.warning("no index beside %s: exact search over %d vectors; 'embedkit index build' makes it faster",
                             self.store.path, ids.size)
-            vi = VectorIndex.build(x, ids, kind="flat", tune=False)
+            vi = StoreIndex(self.store, "exact", _exact(self.store, x, ids))
             self.index_info = {"name": None, "kind": "flat", "exact": True, "source": "tracks"}
         else:
             if not self.store.has_patches:
                 raise QueryError(f"{self.store.path}: store has no per-patch vectors; segment search needs a store "
                                  f"embedded with --patches")
             item_ids, starts, pv = self.store.patch_vectors()
-            vi = VectorIndex.build(pv, np.arange(item_ids.size), kind="flat", tune=False)
-            vi.item_ids_, vi.starts_ = item_ids, starts
+            vi = StoreIndex(self.store, "exact-patches", _exact(self.store, pv, np.arange(item_ids.size), item_ids),
+                            source="patches", item_ids=item_ids, starts=starts)
             self.index_info = {**self.index_info, "patches": {"name": None, "kind": "flat", "exact": True}}
         return vi
 
@@ -263,6 +265,11 @@ class Searcher:
             q.patches = (pv, starts - starts.min() if starts.size else starts)
         else:
             q.vector = self.store.vectors([item.id])[0]
+        vecs = q.patches[0] if patches else q.vector
+        if not np.all(np.isfinite(vecs)):
+            return _Query(label, error=f"{label}: the stored vector of item {item.id} ({item.path}) holds NaN or infinity; "
+                                       f"the store {self.store.path} is damaged: run 'embedkit store verify --repair' "
+                                       "(or re-embed that file)")
         return q
 
     def _from_array(self, arr: np.ndarray, label: str, dim: int, *, patches: bool) -> list[_Query]:
@@ -451,6 +458,17 @@ class Searcher:
                     break
             results[i].neighbors = ranked
         return results
+
+
+def _exact(store: Any, x: np.ndarray, labels: np.ndarray, item_ids: np.ndarray | None = None) -> VectorIndex:
+    """An in-memory exact index over ``x``; damaged (non-finite) rows are refused naming the store and an item."""
+    try:
+        return VectorIndex.build(x, labels, kind="flat", tune=False)
+    except NonFiniteVectorsError as exc:
+        bad = int(exc.ids[0]) if item_ids is None else int(item_ids[int(exc.ids[0])])
+        raise NonFiniteVectorsError(
+            f"{store.path}: {exc.ids.size} stored vector(s) hold NaN or infinity (e.g. item {bad}); the store is damaged: "
+            "run 'embedkit store verify --repair' (or re-embed those files)", exc.ids) from None
 
 
 def _as_list(queries: Any) -> list[Any]:
