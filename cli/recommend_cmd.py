@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
+from ._common import emit_json
+from .options import json_option, store_argument, top_k_option
 
 
 @click.command("recommend")
-@click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+@store_argument
 @click.option("--history", "history", required=True, type=click.Path(dir_okay=False, allow_dash=True), metavar="CSV",
               help="History / interaction log: columns user (optional), item (store id or path), and optionally "
                    "plays/count or rating. '-' reads stdin.")
 @click.option("--user", default=None, help="Whose recommendations (needed when the log has several users).")
-@click.option("-k", "--top-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Items to recommend.")
+@top_k_option
 @click.option("--cold-only", is_flag=True, help="Only items with no interactions in the log (cold start).")
 @click.option("--scorer", type=click.Choice(["auto", "mean", "multi", "mapping"]), default="auto", show_default=True,
               help="mean: mean taste profile; multi: multi-interest (clusters of the history); mapping: CF factors "
@@ -29,10 +30,11 @@ from ._common import emit_json, json_option
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Item folds for --evaluate.")
 @click.option("--per-user", is_flag=True, help="With --evaluate --json: include every user's metrics.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (folds, k-means, baselines).")
+@click.option("--space", default=None, metavar="NAME", help="Compare items in similarity space NAME ('embedkit metric').")
 @json_option
 def recommend(store_path: str, history: str, user: str | None, k: int, cold_only: bool, scorer: str, n_interests: int,
               diversity: float, factors: int, cf: str, do_evaluate: bool, folds: int, per_user: bool, seed: int,
-              as_json: bool) -> None:
+              space: str | None, as_json: bool) -> None:
     """Recommend K items of STORE for a user from their --history (items not already in it).
 
     With an interaction log of many users, the van den Oord mapping (CF factors regressed from
@@ -52,7 +54,7 @@ def recommend(store_path: str, history: str, user: str | None, k: int, cold_only
         if do_evaluate:
             scorers = ("mean", "multi", "mapping") if scorer == "auto" else (scorer,)
             res = evaluate_store(st, inter, k=k, folds=folds, scorers=scorers, n_interests=n_interests,
-                                 factors=factors, cf=cf, seed=seed)
+                                 factors=factors, cf=cf, seed=seed, space=space)
             if as_json:
                 if not per_user:
                     res.pop("per_user")
@@ -61,7 +63,7 @@ def recommend(store_path: str, history: str, user: str | None, k: int, cold_only
                 _print_evaluation(res, k)
             return
         res = run_recommend(st, inter, user=user, k=k, scorer=scorer, cold_only=cold_only, diversity=diversity,
-                            n_interests=n_interests, factors=factors, cf=cf, seed=seed)
+                            n_interests=n_interests, factors=factors, cf=cf, seed=seed, space=space)
     if as_json:
         emit_json(res)
         return

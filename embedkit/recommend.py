@@ -17,22 +17,20 @@ Scorers (each gives every candidate item a score from its audio vector):
 (not interactions): folds of items become cold, every interaction with them is removed from training,
 and each user's held-out items must be found among all cold items from audio only; it reports mean
 per-user mAP@k, recall@k and AUC for each scorer against a popularity and a random baseline.
+
+Interaction logs are read by `embedkit.interactions`; the evaluation lives in `embedkit.recommend_eval`
+(both re-exported here).
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import EmbedkitError
+from .interactions import Interactions, RecommendError, load_interactions  # noqa: F401 (re-exported)
 
 log = logging.getLogger("embedkit.recommend")
 
@@ -41,207 +39,6 @@ BASELINES = ("popularity", "random")
 #: The mapping scorer needs a log with at least this many users and warm items (else ``auto`` picks ``mean``).
 MIN_USERS_FOR_MAPPING = 10
 MIN_WARM_ITEMS_FOR_MAPPING = 20
-
-_USER_COLS = ("user", "user_id", "userid", "listener", "uid")
-_ITEM_COLS = ("item", "item_id", "itemid", "id", "track", "track_id", "song", "path", "file")
-_PLAY_COLS = ("plays", "play_count", "playcount", "count", "n", "listens", "weight")
-_RATING_COLS = ("rating", "ratings", "score", "stars")
-
-
-class RecommendError(EmbedkitError):
-    """Bad history / interaction log, unknown user, or nothing to recommend from."""
-
-
-# ---- interactions --------------------------------------------------------------------------------
-
-
-@dataclass
-class Interactions:
-    """An interaction log resolved against a store: one row per (user, item) pair, duplicates merged.
-
-    ``user`` ``(n,)`` str; ``item`` ``(n,) int64`` store ids; ``value`` ``(n,) float64`` play counts
-    (``kind`` "plays"), ratings ("ratings") or 1 ("binary"). ``unknown``: rows whose item is not an
-    embedded store item: ``{"line", "user", "item", "reason"}``.
-    """
-
-    user: np.ndarray
-    item: np.ndarray
-    value: np.ndarray
-    kind: str = "binary"
-    unknown: list[dict] = field(default_factory=list)
-    source: str | None = None
-
-    def __len__(self) -> int:
-        return int(self.item.size)
-
-    def users(self) -> list[str]:
-        return sorted(set(self.user.tolist()))
-
-    def items(self) -> np.ndarray:
-        """Ids of the items with at least one interaction (warm items), ascending."""
-        return np.unique(self.item)
-
-    def of(self, user: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(items, values)`` of one user."""
-        m = self.user == user
-        return self.item[m], self.value[m]
-
-    def strength(self) -> np.ndarray:
-        """Non-negative preference strength per row: log1p(plays), rating above the user's mean, or 1."""
-        cached = self.__dict__.get("_strength")
-        if cached is None or cached.size != self.value.size:
-            cached = self.__dict__["_strength"] = self._strength()
-        return cached
-
-    def _strength(self) -> np.ndarray:
-        if self.kind == "plays":
-            return np.log1p(np.maximum(self.value, 0.0))
-        if self.kind == "ratings":
-            out = np.zeros_like(self.value)
-            for u in np.unique(self.user):
-                m = self.user == u
-                v = self.value[m]
-                out[m] = np.maximum(v - v.mean(), 0.0) if np.ptp(v) > 0 else 1.0
-            return out
-        return np.ones_like(self.value)
-
-    def subset(self, mask: np.ndarray) -> Interactions:
-        """The rows where ``mask`` is True (strengths are recomputed on them: no leak of other rows' ratings)."""
-        return Interactions(self.user[mask], self.item[mask], self.value[mask], self.kind, [], self.source)
-
-    @classmethod
-    def from_arrays(cls, users: Sequence[Any], items: Sequence[int], values: Sequence[float] | None = None, *,
-                    kind: str | None = None) -> Interactions:
-        """Build from parallel arrays (duplicate (user, item) pairs: plays summed, ratings averaged)."""
-        u = np.asarray([str(x) for x in users], dtype=object)
-        i = np.asarray(items, dtype=np.int64)
-        v = np.ones(i.size) if values is None else np.asarray(values, dtype=np.float64)
-        kind = kind or ("binary" if values is None else "plays")
-        return _merge(u, i, v, kind)
-
-
-def _merge(u: np.ndarray, i: np.ndarray, v: np.ndarray, kind: str, unknown: list | None = None,
-           source: str | None = None) -> Interactions:
-    if u.size == 0:
-        return Interactions(u, i, v, kind, unknown or [], source)
-    keys = {}
-    for n, key in enumerate(zip(u.tolist(), i.tolist())):
-        keys.setdefault(key, []).append(n)
-    uu = np.array([k[0] for k in keys], dtype=object)
-    ii = np.array([k[1] for k in keys], dtype=np.int64)
-    if kind == "ratings":
-        vv = np.array([v[idx].mean() for idx in keys.values()])
-    elif kind == "binary":
-        vv = np.ones(len(keys))
-    else:
-        vv = np.array([v[idx].sum() for idx in keys.values()])
-    return Interactions(uu, ii, vv, kind, unknown or [], source)
-
-
-def load_interactions(
-    source: str | os.PathLike | IO[str],
-    store: Any = None,
-    *,
-    resolve: Callable[[str], tuple[int | None, str | None]] | None = None,
-    default_user: str = "user",
-) -> Interactions:
-    """Read a history / interaction log (CSV or TSV) and resolve its items to store ids.
-
-    Columns, by header name: user (``user``, ``user_id``…, optional), item (``item``, ``id``, ``track``,
-    ``path``…: a store id or a stored path), and optionally play counts (``plays``, ``count``…) or
-    ratings (``rating``, ``stars``…). Without a header: ``item`` | ``user,item`` | ``user,item,plays``.
-    Rows whose item is not an embedded store item are kept in ``unknown`` with the reason.
-    """
-    name = getattr(source, "name", None) if not isinstance(source, (str, os.PathLike)) else os.fspath(source)
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            text = Path(source).read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise RecommendError(f"{source}: cannot read history ({exc.strerror or exc})") from None
-    else:
-        text = source.read()
-    base = Path(name).parent if name and name != "<stdin>" else Path.cwd()
-    resolve = resolve or _store_resolver(store, base)
-    rows = [r for r in csv.reader(io.StringIO(text), dialect=_sniff(text)) if r and any(c.strip() for c in r)]
-    rows = [r for r in rows if not r[0].lstrip().startswith("#")]
-    if not rows:
-        raise RecommendError(f"{name}: history is empty")
-    header = [c.strip().lower() for c in rows[0]]
-    cols = _columns(header)
-    if cols is not None:
-        body, first_line = rows[1:], 2
-    else:
-        body, first_line = rows, 1
-        width = len(rows[0])
-        cols = {1: (None, 0, None, None), 2: (0, 1, None, None)}.get(width, (0, 1, 2, None))
-    ucol, icol, pcol, rcol = cols
-    kind = "ratings" if rcol is not None else "plays" if pcol is not None else "binary"
-    vcol = rcol if rcol is not None else pcol
-    users, items, values, unknown = [], [], [], []
-    cache: dict[str, tuple[int | None, str | None]] = {}
-    for n, r in enumerate(body, start=first_line):
-        user = r[ucol].strip() if ucol is not None and ucol < len(r) else default_user
-        raw = r[icol].strip() if icol < len(r) else ""
-        if vcol is not None:
-            try:
-                value = float(r[vcol]) if vcol < len(r) and r[vcol].strip() else 1.0
-            except ValueError:
-                raise RecommendError(f"{name}: line {n}: {kind[:-1]} value {r[vcol]!r} is not a number") from None
-            if not math.isfinite(value):
-                raise RecommendError(f"{name}: line {n}: {kind[:-1]} value {r[vcol]!r} is not finite")
-        else:
-            value = 1.0
-        if raw not in cache:
-            cache[raw] = resolve(raw) if raw else (None, "empty item")
-        item_id, reason = cache[raw]
-        if item_id is None:
-            unknown.append({"line": n, "user": user, "item": raw, "reason": reason})
-            continue
-        users.append(user)
-        items.append(item_id)
-        values.append(value)
-    out = _merge(np.asarray(users, dtype=object), np.asarray(items, dtype=np.int64), np.asarray(values, dtype=np.float64),
-                 kind, unknown, name)
-    return out
-
-
-def _sniff(text: str) -> type[csv.Dialect] | str:
-    first = text.split("\n", 1)[0]
-    return "excel-tab" if "\t" in first else "excel"
-
-
-def _columns(header: list[str]) -> tuple[int | None, int, int | None, int | None] | None:
-    def find(names: Sequence[str]) -> int | None:
-        for i, h in enumerate(header):
-            if h in names:
-                return i
-        return None
-
-    icol = find(_ITEM_COLS)
-    if icol is None:
-        return None
-    return find(_USER_COLS), icol, find(_PLAY_COLS), find(_RATING_COLS)
-
-
-def _store_resolver(store: Any, base: Path) -> Callable[[str], tuple[int | None, str | None]]:
-    def resolve(raw: str) -> tuple[int | None, str | None]:
-        if store is None:
-            try:
-                return int(raw), None
-            except ValueError:
-                return None, "not an item id (no store to look paths up in)"
-        item = store.get(raw)
-        if item is None and not os.path.isabs(raw):
-            item = store.get(str(base / raw))
-        if item is None and raw.lstrip("-").isdigit():
-            item = store.get(int(raw))
-        if item is None:
-            return None, f"not in the store {store.path}"
-        if item.status != "ok":
-            return None, f"in the store but not embedded (status {item.status})"
-        return int(item.id), None
-
-    return resolve
 
 
 # ---- content scorers -----------------------------------------------------------------------------
@@ -553,11 +350,13 @@ def recommend(
     factors: int = 32,
     cf: str = "svd",
     seed: int = 0,
+    space: str | None = None,
 ) -> dict:
     """Recommend ``k`` store items not in ``user``'s history.
 
     ``cold_only``: only items with no interaction in ``interactions`` (any user). ``diversity``: MMR
-    trade-off in [0, 1]. Returns ``{"user", "scorer", "scorer_reason", "recommendations": [Recommendation
+    trade-off in [0, 1]. ``space``: similarity space of the store (`embedkit.spaces`) the item vectors
+    are mapped into first (None: raw cosine). Returns ``{"user", "scorer", "scorer_reason", "recommendations": [Recommendation
     dicts], "history": {...}, "unknown": [...], "intra_list_similarity", ...}``.
     """
     users = interactions.users()
@@ -575,6 +374,10 @@ def recommend(
         raise RecommendError(f"{interactions.source}: no user {user!r} in the history{why}")
     item_ids = store.ids()
     vectors = store.vectors(item_ids)
+    if space:
+        from .spaces.hooks import map_vectors
+
+        vectors = map_vectors(store, space, vectors)
     hist_items, _ = interactions.of(user)
     warm = interactions.items()
     cand_mask = ~np.isin(item_ids, hist_items)
@@ -617,179 +420,13 @@ def recommend(
     return out
 
 
-# ---- evaluation ----------------------------------------------------------------------------------
-
-
-def average_precision_at_k(ranked_relevant: np.ndarray, n_relevant: int, k: int) -> float:
-    """AP@k = Σ_{i≤k} P@i·rel_i / min(k, n_relevant); ``ranked_relevant`` bool in rank order."""
-    if n_relevant <= 0:
-        return float("nan")
-    rel = np.asarray(ranked_relevant[:k], dtype=bool)
-    if not rel.any():
-        return 0.0
-    hits = np.cumsum(rel)
-    prec = hits / np.arange(1, rel.size + 1)
-    return float((prec * rel).sum() / min(k, n_relevant))
-
-
-def recall_at_k(ranked_relevant: np.ndarray, n_relevant: int, k: int) -> float:
-    if n_relevant <= 0:
-        return float("nan")
-    return float(np.asarray(ranked_relevant[:k], dtype=bool).sum() / n_relevant)
-
-
-def auc(scores: np.ndarray, relevant: np.ndarray) -> float:
-    """ROC AUC: probability a relevant item outscores an irrelevant one (ties count half); NaN if one class."""
-    from scipy.stats import rankdata
-
-    rel = np.asarray(relevant, dtype=bool)
-    n_pos, n_neg = int(rel.sum()), int((~rel).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[rel].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _fold_of(items: np.ndarray, folds: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
-    """Fold number per item; items of one group (e.g. one source track) share a fold."""
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        groups = items
-    ug = np.unique(groups)
-    perm = rng.permutation(ug.size)
-    gfold = np.empty(ug.size, dtype=np.int64)
-    gfold[perm] = np.arange(ug.size) % folds
-    return gfold[np.searchsorted(ug, groups)]
-
-
-def evaluate(
-    vectors: np.ndarray,
-    item_ids: np.ndarray,
-    interactions: Interactions,
-    *,
-    k: int = 20,
-    folds: int = 5,
-    scorers: Sequence[str] = SCORERS,
-    baselines: Sequence[str] = BASELINES,
-    groups: np.ndarray | None = None,
-    n_interests: int = 3,
-    factors: int = 32,
-    cf: str = "svd",
-    seed: int = 0,
-    min_train_items: int = 1,
-    diversity: float = 0.0,
-) -> dict:
-    """Item hold-out evaluation of cold-start recommendation from audio.
-
-    The items with interactions are split into ``folds`` folds (items of one ``groups`` value together).
-    For each fold, its items become cold: all their interactions are removed from training, and every
-    user with at least one held-out interaction and ``min_train_items`` remaining ones gets all cold
-    items (the fold's, plus store items nobody played) ranked by each scorer, from audio only. The
-    ``popularity`` baseline ranks cold items by how many *other* users played them in the held-out
-    data — an oracle a real cold-start system cannot have, i.e. a strong bar; ``random`` is chance.
-
-    ``diversity`` > 0 re-ranks each scorer's top ``10·k`` with `mmr` before mAP@k / recall@k (AUC uses
-    the raw scores); ``ils@k`` is the mean intra-list cosine similarity of the top ``k`` (lower = more diverse).
-
-    ``vectors`` ``(n, d)`` aligned with ascending ``item_ids``. Returns ``{"summary": {scorer: {"map@k",
-    "recall@k", "auc", "users"}}, "per_user": [...], "protocol": {...}}`` (means over user-fold pairs,
-    with standard errors).
-    """
-    item_ids = np.asarray(item_ids, dtype=np.int64)
-    if np.any(np.diff(item_ids) <= 0):
-        order = np.argsort(item_ids)
-        item_ids, vectors = item_ids[order], vectors[order]
-        if groups is not None:
-            groups = np.asarray(groups)[order]
-    inside = np.isin(interactions.item, item_ids)
-    inter = interactions.subset(inside)
-    played = inter.items()
-    if played.size < folds or folds < 2:
-        raise RecommendError(f"need at least {max(folds, 2)} played items and folds >= 2 to hold items out, "
-                             f"given {played.size} played items and folds={folds}")
-    g = None if groups is None else np.asarray(groups)[np.searchsorted(item_ids, played)]
-    fold = _fold_of(played, folds, seed, g)
-    never = np.setdiff1d(item_ids, played)
-    rng = np.random.default_rng(seed + 1)
-    names = list(scorers) + list(baselines)
-    rows: list[dict] = []
-    fit_r2 = []
-    for f in range(folds):
-        cold_items = np.union1d(played[fold == f], never)
-        test_mask = np.isin(inter.item, played[fold == f])
-        train, test = inter.subset(~test_mask), inter.subset(test_mask)
-        if len(train) == 0 or len(test) == 0:
-            continue
-        cand = np.searchsorted(item_ids, cold_items)
-        mapping = None
-        if "mapping" in scorers:
-            try:
-                mapping = fit_mapping(train, vectors, item_ids, factors=factors, cf=cf, seed=seed)
-                fit_r2.append(mapping.fit_r2_)
-            except (RecommendError, ValueError) as exc:
-                log.warning("fold %d: mapping scorer could not be fitted (%s)", f, exc)
-        train_users = set(train.user.tolist())
-        test_count = {}  # item -> users who played it in the held-out data
-        for u, i in zip(test.user.tolist(), test.item.tolist()):
-            test_count.setdefault(i, set()).add(u)
-        for user in sorted(set(test.user.tolist())):
-            tr_items, _ = train.of(user)
-            if user not in train_users or tr_items.size < min_train_items:
-                continue
-            rel_items, _ = test.of(user)
-            relevant = np.isin(cold_items, rel_items)
-            n_rel = int(relevant.sum())
-            row = {"user": user, "fold": f, "n_train": int(tr_items.size), "n_relevant": n_rel, "n_candidates": int(cand.size)}
-            for name in names:
-                if name == "random":
-                    s = rng.random(cand.size)
-                elif name == "popularity":
-                    s = np.array([len(test_count.get(int(i), set()) - {user}) for i in cold_items], dtype=np.float64)
-                    s = s + 1e-6 * rng.random(cand.size)  # break ties at random
-                elif name == "mapping" and mapping is None:
-                    continue
-                else:
-                    s = score_items(name, user=user, interactions=train, vectors=vectors, item_ids=item_ids,
-                                    candidates=cand, n_interests=n_interests, factors=factors, cf=cf, seed=seed,
-                                    _mapping=mapping)
-                order = np.argsort(-s, kind="stable")
-                if diversity > 0 and name in scorers:
-                    pool = order[: 10 * k]
-                    head = pool[mmr(s[pool], vectors[cand[pool]], k, diversity=diversity)]
-                    order = np.r_[head, order[~np.isin(order, head)]]
-                ranked = relevant[order]
-                row[name] = {"ap": average_precision_at_k(ranked, n_rel, k), "recall": recall_at_k(ranked, n_rel, k),
-                             "auc": auc(s, relevant), "ils": intra_list_similarity(vectors[cand[order[:k]]])}
-            rows.append(row)
-    summary = {}
-    for name in names:
-        vals = [r[name] for r in rows if name in r]
-        if not vals:
-            continue
-        summary[name] = {"users": len(vals)}
-        for metric, key in (("ap", f"map@{k}"), ("recall", f"recall@{k}"), ("auc", "auc"), ("ils", f"ils@{k}")):
-            v = np.array([x[metric] for x in vals], dtype=np.float64)
-            v = v[np.isfinite(v)]
-            summary[name][key] = round(float(v.mean()), 4) if v.size else None
-            summary[name][key + "_se"] = round(float(v.std(ddof=1) / math.sqrt(v.size)), 4) if v.size > 1 else None
-    return {
-        "summary": summary,
-        "per_user": rows,
-        "protocol": {
-            "k": k, "folds": folds, "seed": seed, "held_out": "items (all their interactions)",
-            "items_played": int(played.size), "items_never_played": int(never.size),
-            "users": len(inter.users()), "interactions": len(inter), "grouped_folds": groups is not None,
-            "scorers": list(scorers), "baselines": list(baselines), "factors": factors, "cf": cf,
-            "n_interests": n_interests, "diversity": diversity,
-            "audio_to_factors_r2": round(float(np.mean(fit_r2)), 4) if fit_r2 else None,
-            "popularity": "oracle: other users' plays of the held-out item (unavailable for truly cold items)",
-        },
-    }
-
-
-def evaluate_store(store: Any, interactions: Interactions, **kwargs: Any) -> dict:
-    """`evaluate` over a store's vectors."""
-    ids = store.ids()
-    out = evaluate(store.vectors(ids), ids, interactions, **kwargs)
-    out["unknown"] = interactions.unknown
-    return out
+# the interaction log and the evaluation, re-exported (0.1 imported them from here)
+from .interactions import _columns, _merge, _sniff, _store_resolver  # noqa: E402,F401
+from .recommend_eval import (  # noqa: E402,F401
+    _fold_of,
+    auc,
+    average_precision_at_k,
+    evaluate,
+    evaluate_store,
+    recall_at_k,
+)

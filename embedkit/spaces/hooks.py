@@ -1,0 +1,56 @@
+"""Spaces where similarity is used: the index's vector map, and vectors mapped for search / recommendation.
+
+`SpaceMap` is what ``embedkit index build --space NAME`` hands to the index (`embedkit.index.binding`'s
+vector-map hook): it maps store vectors and queries into the space, and its card names `load_map`,
+which the index calls on open to get the same map back — refusing a space that was refit since
+(fingerprint differs) or that does not fit the store's vectors.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .space import Space, SpaceError, load_space
+
+LOADER = "embedkit.spaces.hooks:load_map"
+
+
+class SpaceMap:
+    """A `Space` as an index vector map: ``map(x (n, dim)) -> (n, out_dim) float32`` and ``card()``."""
+
+    def __init__(self, space: Space, name: str, source: str = "tracks") -> None:
+        self.space = space
+        self.name = name
+        self.source = source
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.space.transform(x)
+
+    def card(self) -> dict:
+        sp = self.space
+        return {"loader": LOADER, "name": self.name, "kind": sp.kind, "in_dim": sp.in_dim, "out_dim": sp.out_dim,
+                "fingerprint": sp.fingerprint, "source": self.source}
+
+
+def space_map(store: Any, name: str | None, *, source: str = "tracks") -> SpaceMap | None:
+    """The `SpaceMap` of space ``name`` of ``store`` (checked against the store's vectors); None for no space."""
+    if not name or name == "raw":
+        return None
+    return SpaceMap(load_space(store, name, source=source), name, source)
+
+
+def load_map(store: Any, card: dict) -> SpaceMap:
+    """Index-side loader (named in index cards): the space the index was built with, unchanged since."""
+    name = str(card.get("name") or "")
+    m = space_map(store, name, source=str(card.get("source") or "tracks"))
+    if m is None or m.space.fingerprint != card.get("fingerprint"):
+        raise SpaceError(f"{m.space.path if m else name}: space {name!r} changed since the index was built with it; "
+                         f"rebuild the index with 'embedkit index build {getattr(store, 'path', store)} --space {name} --rebuild'")
+    return m
+
+
+def map_vectors(store: Any, name: str | None, X: np.ndarray) -> np.ndarray:
+    """``X`` of ``store`` mapped into space ``name`` (unchanged for None / "raw")."""
+    m = space_map(store, name)
+    return np.asarray(X, np.float32) if m is None else m(X)
