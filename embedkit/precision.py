@@ -7,7 +7,8 @@
 * ``int8``: full-integer TensorFlow Lite model (int8 weights and activations, per-channel weight scales),
   calibrated on real music (`embedkit.quantized`).
 * ``auto``: the fastest precision this machine runs that meets its fidelity bar (`FIDELITY_BARS`), found
-  by a short timing of each candidate on this machine and cached in ``$EMBEDKIT_HOME/precision.json``.
+  by timing each candidate here and comparing its vectors with fp32's on real music; cached in
+  ``$EMBEDKIT_HOME/precision.json``.
 
 Fidelity bars: the minimum cosine between a precision's track vectors and the fp32 ones on real music
 (`benchmarks/precision.py` measures them; the tests assert them).
@@ -110,12 +111,33 @@ def time_precision(model: str, precision: str, *, batch_size: int = 32, seconds:
     return best
 
 
-def resolve(precision: str | None, model: str = "msd_vgg", *, batch_size: int = 32) -> str:
-    """A concrete precision: ``auto`` → the fastest one this machine runs (timed once, then cached).
+def fidelity(model: str, precision: str, *, n_files: int = 8, excerpt_s: float = 30.0) -> float:
+    """Smallest cosine between ``precision``'s and fp32's track vectors (mean+std, all blocks) over up to
+    ``n_files`` real recordings (30-s excerpts of the calibration audio, `embedkit.quantized.calibration_files`)."""
+    import numpy as np
 
-    Candidates are fp32 and the precisions the hardware computes natively (`native`); all of them meet
-    their fidelity bars on real music (asserted by the tests). The timing takes ~10 s once per machine,
-    model and TensorFlow version.
+    from .embedder import Embedder
+    from .quantized import calibration_files
+
+    files = calibration_files()[:n_files]
+    ref = Embedder.from_pretrained(model, precision="fp32")
+    emb = Embedder.from_pretrained(model, precision=precision)
+    worst = 1.0
+    for a, b in zip(ref.embed_files(files, aggregate="mean+std", excerpt_s=excerpt_s),
+                    emb.embed_files(files, aggregate="mean+std", excerpt_s=excerpt_s)):
+        if a.ok and b.ok:
+            x, y = a.vector.astype(np.float64), b.vector.astype(np.float64)
+            worst = min(worst, float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))))
+    return worst
+
+
+def resolve(precision: str | None, model: str = "msd_vgg", *, batch_size: int = 32) -> str:
+    """A concrete precision: ``auto`` → the fastest one this machine runs that meets its fidelity bar.
+
+    Candidates are fp32 and the precisions the hardware computes natively (`native`; bf16 also on a GPU).
+    Each candidate is timed (`time_precision`) and its track vectors compared with fp32's on real music
+    (`fidelity`); one below its bar in `FIDELITY_BARS` is never chosen. The result is cached per machine,
+    model and TensorFlow version in ``$EMBEDKIT_HOME/precision.json`` (the first call takes ~1 min).
     """
     p = check(precision)
     if p != "auto":
@@ -130,15 +152,22 @@ def resolve(precision: str | None, model: str = "msd_vgg", *, batch_size: int = 
         return cache[key]["choice"]
     flags = cpu_flags()
     gpu = has_gpu()
-    times = {}
+    times: dict[str, float] = {}
+    fid: dict[str, float | str] = {"fp32": 1.0}
     for cand in PRECISIONS:
         if cand == "fp32" or (gpu and cand == "bf16") or native(cand, flags):
             try:
+                if cand != "fp32":
+                    fid[cand] = fidelity(model, cand)
+                    if fid[cand] < FIDELITY_BARS[cand]:
+                        continue
                 times[cand] = time_precision(model, cand, batch_size=batch_size)
-            except Exception:  # a precision this TensorFlow build cannot run is simply not a candidate
+            except Exception as exc:  # cannot run or cannot be checked here: not a candidate
+                fid[cand] = f"not available: {str(exc).splitlines()[0][:120]}"
                 continue
     choice = min(times, key=times.get) if times else DEFAULT
-    cache[key] = {"choice": choice, "s_per_patch": times, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    cache[key] = {"choice": choice, "s_per_patch": times, "min_track_cosine": fid,
+                  "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
