@@ -192,12 +192,28 @@ class Collection:
         return d
 
     def _tags(self, item_id: int) -> list[dict] | None:
+        """Top tags: the store's, or (store made without --tags) the model's for the item's file, once."""
         if not self.store.has_tags:
-            return None
+            return self._computed_tags(item_id)
         p = self.store.tags([item_id])[0]
         labels = self.store.tag_labels or [f"tag{i}" for i in range(p.size)]
         top = np.argsort(-p, kind="stable")[:TOP_K]
         return [{"tag": labels[j], "p": round(float(p[j]), 4)} for j in top]
+
+    def _computed_tags(self, item_id: int) -> list[dict] | None:
+        cache = self.__dict__.setdefault("_tag_cache", {})
+        if item_id not in cache:
+            try:
+                path = self.audio_file(item_id)
+                emb = self.searcher.embedder
+                if getattr(emb, "fingerprint", None) != self.store.model_fingerprint:
+                    return None  # another model's tags would not describe this store
+                cache[item_id] = [{"tag": t, "p": round(float(p), 4), "computed": True}
+                                  for t, p in emb.tag(path, top_k=TOP_K)]
+            except (EmbedkitError, RequestError, OSError, AttributeError) as exc:
+                log.info("tags of item %s: %s", item_id, exc)
+                cache[item_id] = None
+        return cache[item_id]
 
     def _predictions(self, item_id: int) -> list[dict]:
         out = []

@@ -76,7 +76,7 @@ function render() {
   const t0 = performance.now();
   buf32.fill(0xffffffff);
   const { x, y, col, n, w, h, scale, tx, ty } = st;
-  const r = n > 20000 ? 1 : n > 2000 ? 2 : 3; // point half-size in device px
+  const r = Math.round((n > 20000 ? 1 : n > 2000 ? 2 : n > 200 ? 3 : 5) * Math.min(2, st.dpr)); // half-size, device px
   for (let i = 0; i < n; i++) {
     const px = (x[i] * scale + tx) | 0, py = ((1 - y[i]) * scale + ty) | 0;
     if (px < r || py < r || px >= w - r || py >= h - r) continue;
