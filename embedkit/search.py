@@ -112,8 +112,9 @@ class Searcher:
     """
 
     def __init__(self, store: Any, *, index: str | None = "default", exact: bool = False, embedder: Any = None,
-                 allow_new: bool = False) -> None:
+                 allow_new: bool = False, space: str | None = None) -> None:
         self.store = store
+        self.space = None if space in (None, "", "raw") else space  # similarity space (embedkit.spaces), by name
         self.index_name = None if exact else index
         self.allow_new = allow_new
         self._embedder = embedder
@@ -161,28 +162,35 @@ class Searcher:
                         f"{index_dir(self.store) / name}.faiss: index is over {vi.card.get('source')}, not {source}"
                     )
                 info = {"name": name, "kind": vi.kind, "exact": vi.kind == "flat", "source": source,
-                        "recall": (vi.card.get("recall") or {}).get("measured")}
-                self.index_info = info if source == "tracks" else {**self.index_info, "patches": info}
-                return vi
+                        "recall": (vi.card.get("recall") or {}).get("measured"),
+                        "space": (vi.card.get("space") or {}).get("name")}
+                if self.space is None or info["space"] == self.space:
+                    self.index_info = info if source == "tracks" else {**self.index_info, "patches": info}
+                    return vi
+                log.info("index %s is not in space %s: exact search in that space", name, self.space)
             except IndexMissingError:
                 if source == "tracks" and self.index_name != "default":
                     raise
-        # exact search over the stored vectors
+        # exact search over the stored vectors (mapped into the requested space)
+        from .spaces.hooks import space_map
+
+        vmap = space_map(self.store, self.space, source=source)
         if source == "tracks":
             ids = self.store.ids()
             x = self.store.vectors(ids) if ids.size else np.zeros((0, self.store.dim), np.float32)
             if ids.size * self.store.dim > FLAT_MAX_WORK:
                 log.warning("no index beside %s: exact search over %d vectors; 'embedkit index build' makes it faster",
                             self.store.path, ids.size)
-            vi = StoreIndex(self.store, "exact", _exact(self.store, x, ids))
-            self.index_info = {"name": None, "kind": "flat", "exact": True, "source": "tracks"}
+            vi = StoreIndex(self.store, "exact", _exact(self.store, x if vmap is None else vmap(x), ids), vector_map=vmap)
+            self.index_info = {"name": None, "kind": "flat", "exact": True, "source": "tracks", "space": self.space}
         else:
             if not self.store.has_patches:
                 raise QueryError(f"{self.store.path}: store has no per-patch vectors; segment search needs a store "
                                  f"embedded with --patches")
             item_ids, starts, pv = self.store.patch_vectors()
-            vi = StoreIndex(self.store, "exact-patches", _exact(self.store, pv, np.arange(item_ids.size), item_ids),
-                            source="patches", item_ids=item_ids, starts=starts)
+            vi = StoreIndex(self.store, "exact-patches",
+                            _exact(self.store, pv if vmap is None else vmap(pv), np.arange(item_ids.size), item_ids),
+                            source="patches", item_ids=item_ids, starts=starts, vector_map=vmap)
             self.index_info = {**self.index_info, "patches": {"name": None, "kind": "flat", "exact": True}}
         return vi
 
@@ -480,9 +488,10 @@ def _as_list(queries: Any) -> list[Any]:
 
 
 def similar(store: Any, queries: Any, *, k: int = 10, index: str | None = "default", exact: bool = False,
-            embedder: Any = None, **filters: Any) -> list[QueryResult]:
-    """One-call form: ``similar("songs.store", ["a.ogg", 12], k=5)`` (store path or open `Store`)."""
+            embedder: Any = None, space: str | None = None, **filters: Any) -> list[QueryResult]:
+    """One-call form: ``similar("songs.store", ["a.ogg", 12], k=5)`` (store path or open `Store`);
+    ``space``: search in that similarity space of the store (`embedkit.spaces`)."""
     if isinstance(store, (str, os.PathLike)):
-        with Searcher.open(store, index=index, exact=exact, embedder=embedder) as s:
+        with Searcher.open(store, index=index, exact=exact, embedder=embedder, space=space) as s:
             return s.similar(queries, k=k, **filters)
-    return Searcher(store, index=index, exact=exact, embedder=embedder).similar(queries, k=k, **filters)
+    return Searcher(store, index=index, exact=exact, embedder=embedder, space=space).similar(queries, k=k, **filters)
