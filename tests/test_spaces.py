@@ -197,3 +197,79 @@ def test_groups_file_validation(tmp_path):
         f.write_text("item,group\n1,\n")
         with pytest.raises(GroupsError, match="line 2: empty group"):
             read_groups(f, st)
+
+
+# ---- where similarity is used: index build --space, similar, recommend ------------------------------------
+
+
+def test_cli_fit_index_build_space_and_similar_use_it(tmp_path, capsys):
+    from clirun import run
+
+    st, csv = grouped_store(tmp_path / "s")
+    st.close()
+    s = str(tmp_path / "s")
+    code, out, err = run(capsys, "metric", "fit", s, str(csv), "-o", "albums", "--dim", "8", "--steps", "60")
+    assert code == 0, err
+    assert "albums" in out and "held-out mAP" in out
+    code, out, _ = run(capsys, "metric", "list", s, "--json")
+    assert code == 0 and [c["name"] for c in json.loads(out)] == ["albums"]
+    code, out, err = run(capsys, "index", "build", s, "--space", "albums", "--name", "alb", "--json")
+    assert code == 0, err
+    card = json.loads(out)
+    assert card["space"]["name"] == "albums" and card["index_dim"] == 8
+    code, out, err = run(capsys, "similar", s, "1", "--index", "alb", "-k", "5", "--json")
+    assert code == 0, err
+    got = [r["id"] for r in json.loads(out)["queries"][0]["results"]]
+    sp = Space.load(tmp_path / "s" / "spaces" / "albums")
+    from embedkit.store import Store
+
+    with Store.open(s) as st2:
+        ids = st2.ids()
+        Z = sp.transform(st2.vectors(ids))
+    order = [int(i) for i in ids[np.argsort(-(Z @ Z[0]), kind="stable")] if i != ids[0]]
+    assert got == order[:5]
+    code, out, _ = run(capsys, "similar", s, "1", "-k", "5", "--json", "--exact")
+    assert [r["id"] for r in json.loads(out)["queries"][0]["results"]] != got  # raw cosine ranks otherwise
+    # refitting the space makes the index built with it refuse to open (one line, the way out)
+    code, _, err = run(capsys, "metric", "fit", s, str(csv), "-o", "albums", "--dim", "8", "--steps", "5")
+    assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1
+    code, _, _ = run(capsys, "metric", "fit", s, str(csv), "-o", "albums", "--dim", "8", "--steps", "5", "--seed", "3", "--force")
+    assert code == 0
+    code, _, err = run(capsys, "similar", s, "1", "--index", "alb")
+    assert code == 1 and "changed since the index was built" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "index", "build", s, "--space", "nope")
+    assert code == 1 and "no such space" in err
+
+
+def test_cli_space_of_another_store_is_refused(tmp_path, capsys):
+    from clirun import run
+
+    a, csv = grouped_store(tmp_path / "a", fingerprint="model-a")
+    b, _ = grouped_store(tmp_path / "b", fingerprint="model-b")
+    a.close()
+    b.close()
+    code, _, err = run(capsys, "metric", "fit", str(tmp_path / "a"), str(csv), "-o", "albums", "--steps", "5", "--dim", "4")
+    assert code == 0, err
+    other = str(tmp_path / "a" / "spaces" / "albums")
+    code, _, err = run(capsys, "index", "build", str(tmp_path / "b"), "--space", other)
+    assert code == 1 and "metric fit" in err and len(err.strip().splitlines()) == 1
+
+
+def test_recommend_and_search_in_a_space(tmp_path):
+    from embedkit.recommend import Interactions, recommend
+    from embedkit.search import similar
+
+    st, csv = grouped_store(tmp_path / "s")
+    with st:
+        sp = fit_store(st, read_groups(csv, st), config=TrainConfig(dim=8, steps=40))
+        save_space(st, sp, "albums")
+        ids = st.ids()
+        inter = Interactions.from_arrays(["u"] * 3, ids[:3])
+        res = recommend(st, inter, k=5, scorer="mean", space="albums")
+        Z = sp.transform(st.vectors(ids))
+        prof = Z[:3].sum(0)
+        prof /= np.linalg.norm(prof)
+        want = [int(i) for i in ids[3:][np.argsort(-(Z[3:] @ prof), kind="stable")][:5]]
+        assert [r["id"] for r in res["recommendations"]] == want
+        got = [n.id for n in similar(st, [int(ids[0])], k=3, space="albums")[0].neighbors]
+        assert got == [int(i) for i in ids[1:][np.argsort(-(Z[1:] @ Z[0]), kind="stable")][:3]]
