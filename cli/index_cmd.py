@@ -30,7 +30,8 @@ def index() -> None:
 @click.option("--recall-k", type=click.IntRange(1), default=10, show_default=True, help="k of the recall target.")
 @segments_option  # saved as index 'patches' (old spelling: --patches)
 @click.option("--space", default=None, metavar="NAME", help="Search in similarity space NAME ('embedkit metric fit' / "
-              "'metric baseline'; recorded in the index card and applied to every query).")
+              "'metric baseline'; recorded in the index card and applied to every query). 'auto': choose the "
+              "zero-label baseline on the store's data now (saved as space 'auto').")
 @click.option("--rebuild", is_flag=True, help="Build from scratch even if an up-to-date-able index exists.")
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU when faiss sees one).")
 @name_option
@@ -57,7 +58,7 @@ def build(store_path: str, kind: str, memory: str | None, metric: str, pca_dim: 
     with Store.open(store_path) as st:
         from embedkit.spaces.hooks import space_map
 
-        vmap = space_map(st, space, source="patches" if patches else "tracks")
+        vmap = space_map(st, space, source="patches" if patches else "tracks", fit_auto=True)
         try:
             _, summary = build_for_store(
                 st, name=name, kind=kind, memory_budget_bytes=budget, metric=metric, pca_dim=pca_dim, whiten=whiten,

@@ -239,6 +239,11 @@ def test_cli_fit_index_build_space_and_similar_use_it(tmp_path, capsys):
     assert code == 1 and "changed since the index was built" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "index", "build", s, "--space", "nope")
     assert code == 1 and "no such space" in err
+    # --space auto: the zero-label baseline is chosen on the store now, saved, and recorded in the index card
+    code, out, err = run(capsys, "index", "build", s, "--space", "auto", "--name", "au", "--json")
+    assert code == 0, err
+    chosen = json.loads(out)["space"]
+    assert chosen["name"] == "auto" and Space.load(tmp_path / "s" / "spaces" / "auto").fingerprint == chosen["fingerprint"]
 
 
 def test_cli_space_of_another_store_is_refused(tmp_path, capsys):

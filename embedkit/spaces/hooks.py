@@ -7,6 +7,7 @@ which the index calls on open to get the same map back — refusing a space that
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from .space import Space, SpaceError, load_space
 
 LOADER = "embedkit.spaces.hooks:load_map"
+log = logging.getLogger("embedkit.spaces")
 
 
 class SpaceMap:
@@ -33,10 +35,25 @@ class SpaceMap:
                 "fingerprint": sp.fingerprint, "source": self.source}
 
 
-def space_map(store: Any, name: str | None, *, source: str = "tracks") -> SpaceMap | None:
-    """The `SpaceMap` of space ``name`` of ``store`` (checked against the store's vectors); None for no space."""
+#: ``--space auto``: the zero-label baseline, chosen on the store's data and saved as space "auto".
+AUTO = "auto"
+
+
+def space_map(store: Any, name: str | None, *, source: str = "tracks", fit_auto: bool = False) -> SpaceMap | None:
+    """The `SpaceMap` of space ``name`` of ``store`` (checked against the store's vectors); None for no space.
+
+    ``fit_auto``: for ``name == "auto"``, (re)fit the zero-label baseline on the store first
+    (`embedkit.spaces.fitting.fit_baseline`) and save it as space "auto" (what ``index build --space auto`` does).
+    """
     if not name or name == "raw":
         return None
+    if name == AUTO and fit_auto:
+        from .fitting import fit_baseline
+        from .space import save_space
+
+        sp, report = fit_baseline(store)
+        save_space(store, sp, AUTO)
+        log.info("space auto: %s (%s)", report["chosen"], report["reason"])
     return SpaceMap(load_space(store, name, source=source), name, source)
 
 
