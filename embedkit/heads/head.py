@@ -12,6 +12,7 @@ fold. A fitted head keeps only plain arrays and runs numpy inference (`embedkit.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import os
@@ -24,6 +25,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ModelMismatchError
 from ..folds import cv_folds
+from ..spec import SpecError, VectorSpec
 from . import registry
 from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, NotFittedError
 from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, library_versions, read_head, write_head
@@ -39,6 +41,23 @@ from .selection import (
     default_params,
     fit_config,
 )
+
+
+def as_spec(spec: Any) -> VectorSpec | None:
+    """None, a `VectorSpec`, or its JSON (``to_json``) → `VectorSpec` or None."""
+    if spec is None or isinstance(spec, VectorSpec):
+        return spec
+    if isinstance(spec, dict):
+        return VectorSpec.from_json(spec)
+    raise HeadError(f"spec must be a VectorSpec (e.g. store.spec) or its JSON, given {type(spec).__name__}")
+
+
+def spec_from_card(card: dict) -> VectorSpec | None:
+    """The vector spec a head card carries (``vector_spec``, or the 0.1 keys ``model``/``model_fingerprint``/
+    ``store_layers``/...); None for a head saved without one (no ``model`` in the card)."""
+    if not isinstance(card.get("vector_spec"), dict) and not card.get("model"):
+        return None
+    return VectorSpec.from_json(card)
 
 
 def _inner_splits(task: str, y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int):
@@ -58,7 +77,10 @@ class Head:
     kind : "svm" | "logreg" | "mlp" (classification), "svr" | "ridge" | "mlp" (regression),
         "logreg" | "mlp" (multilabel), or "auto" (svm / svr / logreg).
     layout : the vectors' block layout, ``[{"name", "start", "stop"}]`` (a store's
-        ``manifest["layout"]``); None = one block called "all".
+        ``manifest["layout"]``); None = the spec's layout, or one block called "all".
+    spec : the `embedkit.spec.VectorSpec` of the vectors (``store.spec``; a dict from ``to_json`` works
+        too). Saved in the card: the head then refuses vectors of another model or other settings
+        (``predict(X, spec=...)``, ``embedkit predict``). Without it the head cannot tell.
     layers : blocks to use (``"1,2,pool5"``, names or None = all).
     layers_grid : subsets of blocks searched as a hyper-parameter (see `parse_layers_grid`).
     grid : hyper-parameter candidates (list of dicts); None = `default_grid`.
@@ -81,6 +103,7 @@ class Head:
         kind: str = "auto",
         *,
         layout: Sequence[dict] | None = None,
+        spec: Any = None,
         layers: str | Sequence[str] | None = None,
         layers_grid: str | None = None,
         grid: list[dict] | None = None,
@@ -95,6 +118,7 @@ class Head:
         self.task = task
         self.kind = kind
         self.layout = layout
+        self.spec = spec
         self.layers = layers
         self.layers_grid = layers_grid
         self.grid = grid
@@ -132,7 +156,10 @@ class Head:
         if self.task not in TASKS:
             raise HeadError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         kind = DEFAULT_KIND[self.task] if self.kind in (None, "auto") else self.kind
-        allowed = registry.names(self.task)
+        allowed = [k for k in registry.names(self.task) if registry.get(k).input == "tracks"]
+        if kind in registry.names(self.task) and kind not in allowed:
+            est = registry.get(kind).estimator or "its own estimator"
+            raise HeadError(f"head {kind!r} takes per-patch input, not track vectors; use {est}")
         if kind not in allowed:
             raise HeadError(f"head {kind!r} cannot do {self.task}; choose one of {', '.join(allowed)}")
         if self.class_weight not in (None, "none", "balanced"):
@@ -208,7 +235,11 @@ class Head:
         g = None if groups is None else np.asarray(groups)
         if g is not None and len(g) != n:
             raise HeadError(f"{n} vectors but {len(g)} group ids")
-        layout = InputLayout.from_manifest(self.layout, X.shape[1])
+        spec = as_spec(self.spec)
+        if spec is not None and X.shape[1] != spec.dim:
+            raise HeadError(f"vectors have {X.shape[1]} columns but the spec ({spec.describe()}) says {spec.dim}")
+        layout = InputLayout.from_manifest(self.layout if self.layout is not None or spec is None else spec.layout_json(),
+                                           X.shape[1])
         y_m = self._encode_y(y, label_names)
         metric = self.selection_metric or SELECTION_METRIC[self.task]
         cw = None if self.class_weight in (None, "none") else self.class_weight
@@ -257,6 +288,7 @@ class Head:
             a, b = _calibrate_svc(Z[sel], y_m[sel], Ks, best_params, splits_cal, class_weight=cw, seed=self.random_state)
             self.model_.prob_a, self.model_.prob_b = a, b
         self.kind_ = kind
+        self.spec_ = spec
         self.layers_ = tuple(best_layers)
         self.params_ = dict(best_params)
         self.input_layout_ = layout
@@ -284,15 +316,34 @@ class Head:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Head is not fitted yet: call fit(X, y) or Head.load(path) first")
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Standardised, block-selected input ``(n, d)`` float64 that the model sees."""
+    def check_spec(self, spec: Any, *, source: str = "the vectors") -> None:
+        """Refuse (`embedkit.spec.SpecMismatchError`, one line) vectors of ``spec`` made another way than this
+        head's (another model or weights, aggregation, excerpt, precision). Blocks are matched by `align`.
+        A head saved without a spec cannot check (nothing is raised)."""
         self._check_fitted()
+        mine, theirs = getattr(self, "spec_", None), as_spec(spec)
+        if mine is None or theirs is None:
+            return
+        if mine.models == theirs.models:
+            with contextlib.suppress(SpecError):  # a store with other/more blocks: align() picks the blocks
+                theirs = theirs.with_layers(mine.layers)
+        name = self.card_.get("name") if isinstance(getattr(self, "card_", None), dict) else None
+        what = f"head {self.path_}" if getattr(self, "path_", None) else f"head {name or '(in memory)'}"
+        mine.check_compatible(theirs, what=what, other_what=source,
+                              hint=f"use vectors embedded with {mine.describe()}, or train a head on {source}")
+
+    def transform(self, X: np.ndarray, *, spec: Any = None) -> np.ndarray:
+        """Standardised, block-selected input ``(n, d)`` float64 that the model sees. ``spec``: the
+        vectors' `VectorSpec`, checked against the head's (see `check_spec`)."""
+        self._check_fitted()
+        if spec is not None:
+            self.check_spec(spec)
         X = self._check_X(X, self.n_features_in_)
         return (X[:, self.columns_].astype(np.float64) - self.mean_) / self.scale_
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray, *, spec: Any = None) -> np.ndarray:
         """Raw scores: ``(n,)`` for binary (> 0 → ``classes_[1]``), ``(n, k)`` for multiclass or tags."""
-        Z = self.transform(X)
+        Z = self.transform(X, spec=spec)
         if isinstance(self.model_, KernelSVC):
             return self.model_.decision(Z)
         s = _scores_of(self.model_, Z)
@@ -305,9 +356,9 @@ class Head:
             return False
         return not isinstance(self.model_, KernelSVC) or self.model_.has_proba
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray, *, spec: Any = None) -> np.ndarray:
         """Class probabilities ``(n, k)`` (order of ``classes_``) or tag probabilities ``(n, T)``."""
-        Z = self.transform(X)
+        Z = self.transform(X, spec=spec)
         if self.task == "regression":
             raise HeadError("a regression head has no probabilities; use predict")
         if isinstance(self.model_, KernelSVC):
@@ -320,9 +371,10 @@ class Head:
             return np.column_stack([1 - p, p])
         return _sigmoid(s)
 
-    def predict(self, X: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
-        """Class labels ``(n,)``, target values ``(n,)``/``(n, t)``, or 0/1 tags ``(n, T)`` (prob ≥ threshold)."""
-        Z = self.transform(X)
+    def predict(self, X: np.ndarray, *, threshold: float = 0.5, spec: Any = None) -> np.ndarray:
+        """Class labels ``(n,)``, target values ``(n,)``/``(n, t)``, or 0/1 tags ``(n, T)`` (prob ≥ threshold).
+        ``spec``: the vectors' `VectorSpec`, checked against the head's (see `check_spec`)."""
+        Z = self.transform(X, spec=spec)
         if self.task == "classification":
             return self.classes_[_predict_index(self.model_, Z)]
         if self.task == "regression":
@@ -382,6 +434,9 @@ class Head:
         if self.task == "regression":
             arrays.update({"y_mean": self.y_mean_, "y_scale": self.y_scale_})
         card = self.card()
+        spec = getattr(self, "spec_", None)
+        if spec is not None:
+            card.update(spec.card_fields())
         card.update(info or {})
         card["embedkit_version"] = __version__
         card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -395,34 +450,88 @@ class Head:
         """Load a head saved by `save`; checks format, array shapes and checksums (no pickle)."""
         p = Path(path)
         card, arrays = read_head(p)
+        retrain = "retrain it with 'embedkit train'"
         mtype = MODEL_TYPES.get(card.get("model_type"))
         if mtype is None:
-            raise HeadError(f"{p}: unknown model type {card.get('model_type')!r}")
+            raise HeadError(f"{p}: unknown model type {card.get('model_type')!r}; {retrain}")
+        try:
+            head = cls._from_card(card, arrays, mtype)
+            head._self_test()
+        except HeadError as exc:
+            raise HeadError(f"{p}: damaged head ({exc}); {retrain}") from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+            raise HeadError(f"{p}: damaged or edited head ({what}); {retrain}") from None
+        try:
+            head.spec_ = spec_from_card(card)
+        except SpecError as exc:
+            raise HeadError(f"{p / 'card.json'}: {exc}; {retrain}") from None
+        head.path_ = str(p)
+        head.card_ = card
+        return head
+
+    @classmethod
+    def _from_card(cls, card: dict, arrays: dict[str, np.ndarray], mtype: type) -> Head:
         head = cls(task=card["task"], kind=card["kind"], layout=card["input_layout"], layers=card["layers"],
                    class_weight=card.get("class_weight"))
+        if head.task not in TASKS:
+            raise HeadError(f"unknown task {head.task!r}")
         model_arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
         head.model_ = mtype.from_arrays(model_arrays, card["model_meta"])
         head.kind_ = card["kind"]
         head.layers_ = tuple(card["layers"])
         head.params_ = card["params"]
-        head.input_layout_ = InputLayout.from_manifest(card["input_layout"], card["input_dim"])
-        head.columns_ = arrays["columns"].astype(np.int64)
+        head.n_features_in_ = int(card["input_dim"])
+        head.input_layout_ = InputLayout.from_manifest(card["input_layout"], head.n_features_in_)
+        cols = arrays["columns"]
+        if cols.dtype.kind not in "iu" or cols.ndim != 1 or cols.size == 0:
+            raise HeadError(f"array 'columns' must be a non-empty 1-D integer array, found {cols.dtype} {cols.shape}")
+        if cols.min() < 0 or cols.max() >= head.n_features_in_ or np.unique(cols).size != cols.size:
+            raise HeadError(f"array 'columns' holds indices outside 0..{head.n_features_in_ - 1} or repeats")
+        head.columns_ = cols.astype(np.int64)
         head.mean_ = arrays["mean"]
         head.scale_ = arrays["scale"]
-        head.n_features_in_ = int(card["input_dim"])
+        for key, a in (("mean", head.mean_), ("scale", head.scale_)):
+            if a.dtype.kind != "f" or a.shape != cols.shape:
+                raise HeadError(f"array {key!r} must be float of shape {cols.shape}, found {a.dtype} {a.shape}")
+        if not (head.scale_ > 0).all():
+            raise HeadError("array 'scale' holds values <= 0")
         head.n_train_ = int(card.get("n_train", 0))
         head.selection_ = card.get("selection", {})
         head.cv_results_ = []
+        head.spec_ = None
         if head.task == "classification":
-            head.classes_ = np.array(card["classes"])
+            head.classes_ = np.array([str(c) for c in card["classes"]])
         elif head.task == "multilabel":
-            head.labels_ = list(card["labels"])
+            head.labels_ = [str(c) for c in card["labels"]]
         else:
-            head.targets_ = list(card["targets"])
+            head.targets_ = [str(c) for c in card["targets"]]
             head.y_1d_ = bool(card.get("y_1d", False))
             head.y_mean_, head.y_scale_ = arrays["y_mean"], arrays["y_scale"]
-        head.card_ = card
+            if head.y_mean_.shape != (len(head.targets_),) or head.y_scale_.shape != (len(head.targets_),):
+                raise HeadError(f"arrays 'y_mean'/'y_scale' do not have one value per target ({len(head.targets_)})")
         return head
+
+    def _self_test(self) -> None:
+        """Run the model on zeros: every shape must fit and every output be finite and of the right width."""
+        z = np.zeros((2, self.n_features_in_), np.float32)
+        n_out = len(self.output_names)
+        if self.task == "classification":
+            idx = self.predict_index(z)
+            if idx.min() < 0 or idx.max() >= n_out:
+                raise HeadError(f"the model predicts class index {int(idx.max())} of {n_out} classes")
+            out = self.decision_function(z)
+        else:
+            out = self.predict(z) if self.task == "regression" else self.decision_function(z)
+            if np.asarray(out).reshape(2, -1).shape[1] != n_out:
+                raise HeadError(f"the model gives {np.asarray(out).reshape(2, -1).shape[1]} outputs for {n_out} names")
+        if self.has_proba:
+            p = self.predict_proba(z)
+            if p.shape != (2, n_out if not (self.task == "classification" and n_out == 1) else 2):
+                raise HeadError(f"the model gives probabilities of shape {p.shape} for {n_out} outputs")
+            out = p
+        if not np.isfinite(np.asarray(out, np.float64)).all():
+            raise HeadError("the model gives NaN or infinite outputs")
 
     # -- binding to vectors with another layout
     def align(self, X: np.ndarray, layout: Sequence[dict] | None) -> np.ndarray:
