@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
+from ._common import emit_json
+from .options import force_option, json_option
 
 
 @click.group("datasets")
@@ -37,7 +38,7 @@ def list_(as_json: bool) -> None:
 @click.option("--clip-s", type=click.FloatRange(0.5, 60), default=None, help="jamendo: clip length in seconds [default: 3].")
 @click.option("--top", type=click.IntRange(1, 188), default=None, help="magnatagatune: number of most frequent tags [default: 50].")
 @click.option("--subset", type=click.Choice(["small", "medium", "large", "full"]), default=None, help="fma: subset [default: small].")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing labels file.")
+@force_option
 @json_option
 def labels(name: str, root: str, output: str, clips_dir: str | None, clip_s: float | None, top: int | None,
            subset: str | None, force: bool, as_json: bool) -> None:

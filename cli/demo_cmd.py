@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, json_option
+from ._common import emit_json
+from .options import DEFAULT_MODEL, json_option
 
 
 @click.command("demo")
@@ -35,7 +36,7 @@ def demo(out: str | None, per_style: int, as_json: bool) -> None:
     tracks = synth.write_collection(audio_dir, per_style=per_style)
 
     say(f"2. embedkit embed {audio_dir} --store {store_dir}")
-    summary = embed_into_store([audio_dir], store_dir, model="msd_vgg", progress=False)
+    summary = embed_into_store([audio_dir], store_dir, model=DEFAULT_MODEL, progress=False)
     say("   " + format_summary(summary).replace("\n", "\n   "))
 
     with Store.open(store_dir) as st:
@@ -48,7 +49,7 @@ def demo(out: str | None, per_style: int, as_json: bool) -> None:
     say("3. MSD tags (top 3) of one track per style")
     from embedkit import Embedder
 
-    emb = Embedder.from_pretrained("msd_vgg")
+    emb = Embedder.from_pretrained(DEFAULT_MODEL)
     firsts = [p for i, (p, s) in enumerate(tracks) if i % per_style == 0]
     tag_rows = []
     for p in firsts:

@@ -1,10 +1,13 @@
-"""The collection options of ``embedkit embed ... --store STORE`` and the function that runs that mode.
+"""The collection mode of ``embedkit embed ... --store STORE``: its extra options and the function that runs it.
 
-The ``embed`` command (cli/embed_cmd.py) wires it like this::
+Every option is DEFINED in cli/options.py; this module only groups the ones that the collection mode adds to
+``embed`` (``store_options``) and runs that mode (``run_store_embed``). The ``embed`` command (cli/embed_cmd.py)
+wires it like this::
 
     @click.command("embed")
     @store_options                        # top-most: it skips options the command already has
     @click.argument("inputs", nargs=-1, type=click.Path())
+    @store_option @excerpt_option @patches_option @workers_option
     @model_option @layers_option @aggregate_option @batch_size_option @json_option
     @click.pass_context
     def embed(ctx, inputs, **params):
@@ -21,41 +24,25 @@ import click
 from click.core import ParameterSource
 
 from ._common import PartialFailure, emit_json, progress_enabled
+from .options import (
+    exclude_option, excerpt_option, ext_option, from_list_option, glob_option, hidden_option, json_option, option_object,
+    patches_option, retry_failed_option, store_option, tags_option, wait_option, workers_option,
+)
 
-#: name -> click.Option factory, in help order.
-_OPTIONS: list[tuple[str, Callable[[], click.Option]]] = [
-    ("store", lambda: click.Option(
-        ["--store"], type=click.Path(file_okay=False), default=None, metavar="STORE",
-        help="Embed into this resumable store folder (created on first use). A rerun skips files already "
-             "embedded, recognises moved files by content hash, and embeds only what is new.")),
-    ("from_list", lambda: click.Option(
-        ["--from-list"], type=click.Path(allow_dash=True, dir_okay=False), default=None, metavar="FILE",
-        help="Also embed the files/folders listed in FILE, one per line ('-' = stdin).")),
-    ("extensions", lambda: click.Option(
-        ["--ext", "extensions"], default=None, metavar="LIST",
-        help="Extensions to take when walking folders, e.g. 'ogg,flac' (default: all common audio formats).")),
-    ("globs", lambda: click.Option(
-        ["--glob", "globs"], multiple=True, metavar="PATTERN",
-        help="Only walked files whose name or relative path matches PATTERN (repeatable; overrides --ext).")),
-    ("exclude", lambda: click.Option(
-        ["--exclude"], multiple=True, metavar="PATTERN", help="Skip walked files matching PATTERN (repeatable).")),
-    ("include_hidden", lambda: click.Option(
-        ["--hidden", "include_hidden"], is_flag=True, help="Also walk hidden files and folders (names starting with '.').")),
-    ("workers", lambda: click.Option(
-        ["--workers"], type=click.IntRange(1, 64), default=2, show_default=True,
-        help="Decoding threads running ahead of the network.")),
-    ("excerpt", lambda: click.Option(
-        ["--excerpt"], type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-        help="Embed only a centred excerpt of this many seconds of each file (MSD used 30-s previews).")),
-    ("patches", lambda: click.Option(
-        ["--patches"], is_flag=True, help="Also keep every 3-s patch vector (new store only; ~100× the space).")),
-    ("tags", lambda: click.Option(
-        ["--tags"], is_flag=True, help="Also keep the 50 tag probabilities of each file (new store only).")),
-    ("retry_failed", lambda: click.Option(
-        ["--retry-failed"], is_flag=True, help="Retry files that failed in an earlier run (default: skip them).")),
-    ("wait", lambda: click.Option(
-        ["--wait"], type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-        help="If another process is writing the store, wait up to SECONDS for it (default: fail at once).")),
+#: name -> option decorator (from cli/options.py), in help order.
+_OPTIONS: list[tuple[str, Callable]] = [
+    ("store", store_option),
+    ("from_list", from_list_option),
+    ("extensions", ext_option),
+    ("globs", glob_option),
+    ("exclude", exclude_option),
+    ("include_hidden", hidden_option),
+    ("workers", workers_option),
+    ("excerpt", excerpt_option),
+    ("patches", patches_option),
+    ("tags", tags_option),
+    ("retry_failed", retry_failed_option),
+    ("wait", wait_option),
 ]
 
 #: parameters `run_store_embed` understands (others given explicitly are refused with --store).
@@ -73,9 +60,9 @@ def store_options(f: Callable) -> Callable:
     params = f.__dict__.setdefault("__click_params__", [])
     have = {p.name for p in params}
     # click lists options in the reverse order of this list: prepend ours so they come after the command's own.
-    new = [make() for name, make in reversed(_OPTIONS) if name not in have]
+    new = [option_object(deco) for name, deco in reversed(_OPTIONS) if name not in have]
     if "as_json" not in have:
-        new.insert(0, click.Option(["--json", "as_json"], is_flag=True, help="Machine-readable JSON on stdout."))
+        new.insert(0, option_object(json_option))
     params[:0] = new
     return f
 

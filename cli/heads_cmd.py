@@ -9,19 +9,22 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from ._common import PartialFailure, batch_size_option, compose, emit_json, json_option, layers_option
+from ._common import PartialFailure, emit_json
+from .options import (
+    batch_size_option, compose, force_option, json_option, layers_option, select_metric_option, store_argument,
+    top_k_option,
+)
 
 log = logging.getLogger("embedkit")
 
-HEAD_KINDS = ["auto", "svm", "logreg", "mlp", "svr", "ridge"]
+HEAD_KINDS = ["auto", "svm", "logreg", "mlp", "svr", "ridge", "attention"]  # attention: per-patch input (cli.attention_cmd)
 
-store_arg = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+store_arg = store_argument
 labels_arg = click.argument("labels_path", metavar="LABELS", type=click.Path(dir_okay=False))
 
 data_options = compose(
@@ -49,8 +52,7 @@ head_options = compose(
                  help="Weight classes inversely to their frequency (imbalanced data)."),
     click.option("--inner-folds", type=click.IntRange(2, 20), default=3, show_default=True,
                  help="Folds of the inner CV that picks hyper-parameters."),
-    click.option("--metric", "selection_metric", default=None, metavar="NAME",
-                 help="Inner-CV metric to maximise: accuracy, balanced_accuracy, macro_f1 | r2 | roc_auc, pr_auc."),
+    select_metric_option,  # old spelling --metric kept as a hidden alias
     click.option("--select-on", "selection_subsample", type=click.IntRange(10), default=None, metavar="N",
                  help="Choose hyper-parameters on a random (stratified) subset of N training items, then refit on all "
                  "(faster on big sets; default: all items)."),
@@ -71,40 +73,27 @@ def _info(msg: str) -> None:
 
 def _load(store_path: str, labels_path: str, *, task: str, targets: str | None, key: str | None, groups_col: str | None,
           no_groups: bool, strict: bool, drop_rare: bool, split_col: str | None = None, need_two_per_class: bool = True):
-    """Read LABELS, bind them to STORE and fetch the vectors: ``(manifest, X, table, ids, paths)``."""
-    from embedkit.labels import bind, check_classes, read_labels
-    from embedkit.store import Store
+    """`embedkit.heads.training.load_training_set`, its warnings shown."""
+    from embedkit.heads.training import load_training_set
 
-    table = read_labels(labels_path, task=task, targets=targets, key=key, group=groups_col, split=split_col)
-    with Store.open(store_path) as st:
-        b = bind(table, st, strict=strict)
-        X = st.vectors(b.ids)
-        manifest = dict(st.manifest)
-        paths = [st.get(int(i)).path for i in b.ids]
-    table = b.table
-    if no_groups:
-        table.groups = None
-    if table.task == "classification":
-        table = check_classes(table, min_count=2 if need_two_per_class else 1, drop=drop_rare)
-        if len(table) < len(b.ids):
-            kept = set(table.keys)
-            keep = [i for i, k in enumerate(b.table.keys) if k in kept]
-            X, ids = X[keep], b.ids[keep]
-            paths = [paths[i] for i in keep]
-        else:
-            ids = b.ids
-    else:
-        ids = b.ids
-    for w in table.warnings:
+    ts = load_training_set(store_path, labels_path, task=task, targets=targets, key=key, groups_col=groups_col,
+                           no_groups=no_groups, strict=strict, drop_rare=drop_rare, split_col=split_col,
+                           need_two_per_class=need_two_per_class)
+    for w in ts.warnings:
         _warn(w)
-    return manifest, X, table, ids, paths
+    return ts
 
 
 def _make_head(table, manifest: dict, *, kind: str, layers: str | None, layers_grid: str | None, class_weight: str,
-               inner_folds: int, selection_metric: str | None, selection_subsample: int | None, seed: int, jobs: int):
+               inner_folds: int, selection_metric: str | None, selection_subsample: int | None, seed: int, jobs: int,
+               spec=None):
     from embedkit.heads import Head
 
-    return Head(task=table.task, kind=kind, layout=manifest.get("layout"), layers=layers, layers_grid=layers_grid,
+    if kind == "attention":  # issue 11
+        from .attention_cmd import make_head
+        return make_head(table.task, manifest, layers=layers, layers_grid=layers_grid, class_weight=class_weight,
+                         inner_folds=inner_folds, selection_metric=selection_metric, seed=seed)
+    return Head(task=table.task, kind=kind, layout=manifest.get("layout"), spec=spec, layers=layers, layers_grid=layers_grid,
                 class_weight=None if class_weight == "none" else class_weight, inner_folds=inner_folds,
                 selection_metric=selection_metric, selection_subsample=selection_subsample, random_state=seed, n_jobs=jobs)
 
@@ -147,13 +136,17 @@ def evaluate(store_path: str, labels_path: str, task: str, targets: str | None, 
     """
     from embedkit.evaluation import learning_curve, nested_cv, write_report
 
-    manifest, X, table, ids, paths = _load(store_path, labels_path, task=task, targets=targets, key=key, groups_col=groups_col,
-                                           no_groups=no_groups, strict=strict, drop_rare=drop_rare, split_col=split_col)
+    ts = _load(store_path, labels_path, task=task, targets=targets, key=key, groups_col=groups_col,
+               no_groups=no_groups, strict=strict, drop_rare=drop_rare, split_col=split_col)
+    manifest, X, table, ids, paths = ts.manifest, ts.X, ts.table, ts.ids, ts.paths
+    if kind == "attention":  # issue 11: a track is its per-patch vectors
+        from .attention_cmd import inputs as _attention_inputs
+        X, manifest = _attention_inputs(store_path, ids, manifest)
     if split_col and table.split is None:
         raise click.BadParameter(f"LABELS has no split column {split_col!r}", param_hint="--split")
     head = _make_head(table, manifest, kind=kind, layers=layers, layers_grid=layers_grid, class_weight=class_weight,
                       inner_folds=inner_folds, selection_metric=selection_metric, selection_subsample=selection_subsample,
-                      seed=seed, jobs=1)
+                      seed=seed, jobs=1, spec=ts.spec)
     base_X = None
     if baseline == "mfcc":
         base_X, ok = _mfcc_features(paths, jobs)
@@ -161,7 +154,7 @@ def evaluate(store_path: str, labels_path: str, task: str, targets: str | None, 
             _warn(f"{int((~ok).sum())} items could not be decoded for the MFCC baseline; both evaluations use the other {int(ok.sum())}")
             X, base_X, table = X[ok], base_X[ok], table.subset(np.flatnonzero(ok))
     groups_name = None if table.groups is None else (groups_col or "group")
-    _info(f"evaluating a {head.resolved_kind} head on {len(table)} items ({table.task}, {X.shape[1]} dims)…")
+    _info(f"evaluating a {head.resolved_kind} head on {len(table)} items ({table.task}, {X.shape[1] if X.ndim == 2 else 'per-patch'} dims)…")
     report = nested_cv(head, X, table.y, groups=table.groups, label_names=table.names if table.task != "classification" else None,
                        folds=folds, split=table.split if split_col else None, seed=seed, n_jobs=jobs, groups_name=groups_name)
     report.extra["store"] = str(store_path)
@@ -207,7 +200,7 @@ def _mfcc_features(paths: list[str], jobs: int):
 
     X = np.zeros((len(paths), DIM), np.float32)
     ok = np.zeros(len(paths), bool)
-    for i, (p, v) in enumerate(mfcc_files(paths, workers=jobs)):
+    for i, (_p, v) in enumerate(mfcc_files(paths, workers=jobs)):
         if isinstance(v, str):
             _warn(v)
         else:
@@ -226,7 +219,7 @@ def _mfcc_features(paths: list[str], jobs: int):
 @head_options
 @click.option("--evaluate", "do_eval", is_flag=True, help="Also run nested CV first and store its (honest) metrics in the head's card.")
 @click.option("--folds", type=click.IntRange(2, 100), default=10, show_default=True, help="Outer folds for --evaluate.")
-@click.option("-f", "--force", is_flag=True, help="Replace an existing head.")
+@force_option  # replaces an existing head only, never another folder
 @json_option
 def train(store_path: str, labels_path: str, head_path: str, task: str, targets: str | None, key: str | None,
           groups_col: str | None, no_groups: bool, strict: bool, drop_rare: bool, kind: str, layers: str | None,
@@ -238,15 +231,19 @@ def train(store_path: str, labels_path: str, head_path: str, task: str, targets:
     classes, layers, the store's model fingerprint (checked when the head is used) and, with --evaluate,
     nested-CV metrics; the inner-CV score of the chosen setting is optimistic and is not reported as one.
     """
-    from embedkit.heads import HeadError
+    from embedkit.heads.card import check_output
+    from embedkit.heads.training import provenance
 
-    if Path(head_path).exists() and not force:
-        raise HeadError(f"{head_path}: already exists (use --force to replace it)")
-    manifest, X, table, ids, paths = _load(store_path, labels_path, task=task, targets=targets, key=key, groups_col=groups_col,
-                                           no_groups=no_groups, strict=strict, drop_rare=drop_rare, need_two_per_class=do_eval)
+    check_output(head_path, overwrite=force)  # before any work: --force replaces a head, never another folder
+    ts = _load(store_path, labels_path, task=task, targets=targets, key=key, groups_col=groups_col,
+               no_groups=no_groups, strict=strict, drop_rare=drop_rare, need_two_per_class=do_eval)
+    manifest, X, table, ids = ts.manifest, ts.X, ts.table, ts.ids
+    if kind == "attention":  # issue 11: a track is its per-patch vectors
+        from .attention_cmd import inputs as _attention_inputs
+        X, manifest = _attention_inputs(store_path, ids, manifest)
     head = _make_head(table, manifest, kind=kind, layers=layers, layers_grid=layers_grid, class_weight=class_weight,
                       inner_folds=inner_folds, selection_metric=selection_metric, selection_subsample=selection_subsample,
-                      seed=seed, jobs=jobs)
+                      seed=seed, jobs=jobs, spec=ts.spec)
     metrics = None
     protocol = None
     if do_eval:
@@ -260,25 +257,10 @@ def train(store_path: str, labels_path: str, head_path: str, task: str, targets:
     head.fit(X, table.y, groups=table.groups, label_names=table.names if table.task != "classification" else None)
     if head.selection_["inner_folds"] == 0 and head.selection_["n_candidates"] > 1:
         _warn(f"too few examples per class for an inner CV: fixed default hyper-parameters {_fmt_params(head.params_)}")
-    counts: dict[str, Any]
-    if table.task == "classification":
-        counts = table.class_counts()
-    elif table.task == "multilabel":
-        counts = {n: int(c) for n, c in zip(table.names, table.y.sum(axis=0))}
-    else:
-        counts = {}
-    info = {
-        "model": manifest.get("model"),
-        "model_fingerprint": manifest.get("fingerprint"),
-        "store_settings_fingerprint": manifest.get("settings_fingerprint"),
-        "aggregation": manifest.get("aggregation"),
-        "store_layers": manifest.get("layers"),
-        "excerpt_s": manifest.get("excerpt_s"),
-        "trained_on": {"store": str(Path(store_path).resolve()), "labels": str(Path(labels_path).resolve()), "n_items": len(table),
-                       "counts": counts, "groups": None if table.groups is None else int(len(set(table.groups.tolist())))},
-        "metrics": metrics,
-        "evaluation": protocol,
-    }
+    info = provenance(ts, metrics=metrics, protocol=protocol)
+    if kind == "attention":  # issue 11: pin the vector spec of the per-patch input
+        from .attention_cmd import card_info
+        info.update(card_info(manifest))
     out = head.save(head_path, info=info, overwrite=force)
     card = head.card_
     if as_json:
@@ -310,11 +292,11 @@ def train(store_path: str, labels_path: str, head_path: str, task: str, targets:
 @click.option("--store", "store_path", type=click.Path(file_okay=False), default=None,
               help="Use vectors already in this store (all its items when no FILES are given); embed only what it lacks.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout (one column per class/label/target).")
-@click.option("-k", "--top-k", "top_k", type=click.IntRange(1), default=None, help="Show the k most likely classes/labels.")
+@top_k_option  # the k most likely classes/labels
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Multilabel: probability for a label to be on.")
 @batch_size_option
 @json_option
-def predict(head_path: str, inputs: tuple[str, ...], store_path: str | None, as_csv: bool, top_k: int | None,
+def predict(head_path: str, inputs: tuple[str, ...], store_path: str | None, as_csv: bool, k: int,
             threshold: float, batch_size: int, as_json: bool) -> None:
     """Labels, probabilities or values from a trained HEAD for audio FILES and/or the items of a --store.
 
@@ -322,67 +304,31 @@ def predict(head_path: str, inputs: tuple[str, ...], store_path: str | None, as_
     embedded with the head's model, layers and aggregation. A head is refused on vectors from another
     model fingerprint. Files that cannot be decoded are reported on stderr (exit code 3).
     """
-    from embedkit.heads import Head, check_compatible
+    from embedkit.heads import Head
+    from embedkit.heads.apply import gather
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    head = Head.load(head_path)
-    card = head.card_
+    from embedkit.heads import read_card
+    from embedkit.heads.attention import is_attention_card
+
+    if is_attention_card(read_card(head_path)):  # issue 11: per-patch input, per-patch weights in --json
+        from .attention_cmd import predict as _predict_attention
+        return _predict_attention(head_path, inputs, store_path, as_csv=as_csv, top_k=k, threshold=threshold,
+                                  batch_size=batch_size, as_json=as_json)
     if not inputs and not store_path:
         raise click.UsageError("give audio FILES/FOLDERS, or --store STORE to predict its items")
-    keys: list[str] = []
-    vecs: list[np.ndarray] = []
-    ids: list[int | None] = []
-    source: list[str] = []
-    failures: list[tuple[str, str]] = []
-    to_embed: list[str] = []
-    if store_path:
-        from embedkit.store import Store
-
-        with Store.open(store_path) as st:
-            check_compatible(card, model_fingerprint=st.model_fingerprint, aggregation=st.manifest.get("aggregation"),
-                             source=f"vectors in {store_path}")
-            store_layout = st.layout
-            if inputs:
-                files, errs = _expand(inputs)
-                failures += errs
-                for f in files:
-                    it = st.get(f)
-                    if it is not None and it.status == "ok" and _unchanged(it, f):
-                        keys.append(f)
-                        ids.append(int(it.id))
-                        source.append("store")
-                    else:
-                        to_embed.append(f)
-            else:
-                for it in st.items("ok"):
-                    keys.append(it.path)
-                    ids.append(int(it.id))
-                    source.append("store")
-            if ids:
-                X = st.vectors(np.asarray(ids, np.int64))
-                vecs.append(head.align(X, store_layout))
-    else:
-        files, errs = _expand(inputs)
-        failures += errs
-        to_embed = files
-    if to_embed:
-        emb_keys, emb_X, emb_fail = _embed(to_embed, card, head, batch_size)
-        keys += emb_keys
-        ids += [None] * len(emb_keys)
-        source += ["embedded"] * len(emb_keys)
-        if len(emb_keys):
-            vecs.append(emb_X)
-        failures += emb_fail
-    for path, err in failures:
+    head = Head.load(head_path)
+    got = gather(head, inputs, store_path=store_path, batch_size=batch_size, info=_info, warn=_warn)
+    for _path, err in got.failures:
         click.echo(f"embedkit: {err}", err=True)
-    if keys:
-        X = np.concatenate(vecs)
-        _emit_predictions(head, X, keys, ids, source, as_json=as_json, as_csv=as_csv, top_k=top_k, threshold=threshold)
-    elif not failures:
+    if got.keys:
+        _emit_predictions(head, got.X, got.keys, got.ids, got.source, as_json=as_json, as_csv=as_csv, top_k=k,
+                          threshold=threshold)
+    elif not got.failures:
         _warn("nothing to predict")
-    if failures:
-        raise PartialFailure(f"{len(failures)} of {len(failures) + len(keys)} inputs failed")
+    if got.failures:
+        raise PartialFailure(f"{len(got.failures)} of {len(got.failures) + len(got.keys)} inputs failed")
 
 
 def _unchanged(item: Any, path: str) -> bool:
@@ -398,60 +344,19 @@ def _unchanged(item: Any, path: str) -> bool:
 
 
 def _expand(inputs: tuple[str, ...]) -> tuple[list[str], list[tuple[str, str]]]:
-    from embedkit.discovery import discover
+    from embedkit.heads.apply import expand
 
-    d = discover(inputs)
-    return [f.path for f in d.files], [(p, f"{p}: {r}") for p, r in d.errors]
-
-
-def _embed(paths: list[str], card: dict, head, batch_size: int):
-    """Embed ``paths`` as the store the head was trained on did: ``(keys, X (n, input_dim), failures)``."""
-    from embedkit.embedder import Embedder, FileFailure
-    from embedkit.heads import check_compatible
-
-    model = card.get("model") or "msd_vgg"
-    emb = Embedder.from_pretrained(model, batch_size=batch_size)
-    check_compatible(card, model_fingerprint=emb.fingerprint, source=f"the installed '{model}' model's vectors")
-    agg = card.get("aggregation") or "mean"
-    layers = card.get("store_layers") or None
-    layout = emb.layout.subset(layers).to_json(aggregation=agg)
-    keys, rows, fails = [], [], []
-    _info(f"embedding {len(paths)} file(s) with {model}…")
-    for r in emb.embed_files(paths, layers=layers, aggregate=agg, excerpt_s=card.get("excerpt_s")):
-        if isinstance(r, FileFailure):
-            fails.append((r.path, r.error))
-        else:
-            keys.append(r.path)
-            rows.append(r.vector)
-    X = np.stack(rows) if rows else np.zeros((0, head.n_features_in_), np.float32)
-    return keys, (head.align(X, layout) if rows else X), fails
+    return expand(inputs)
 
 
 def _emit_predictions(head, X: np.ndarray, keys: list[str], ids: list, source: list[str], *, as_json: bool, as_csv: bool,
                       top_k: int | None, threshold: float) -> None:
+    from embedkit.heads.apply import PredictionInputs, prediction_records
+
     names = head.output_names
     task = head.task
-    proba = head.predict_proba(X) if head.has_proba else None
-    if task == "classification":
-        labels = head.predict(X)
-    elif task == "multilabel":
-        labels = None
-    else:
-        values = head.predict(X).reshape(len(keys), -1)
-    records = []
-    for i, k in enumerate(keys):
-        rec: dict[str, Any] = {"path": k, "id": ids[i], "source": source[i]}
-        if task == "classification":
-            rec["label"] = str(labels[i])
-            if proba is not None:
-                rec["probabilities"] = {n: float(p) for n, p in zip(names, proba[i])}
-        elif task == "multilabel":
-            order = np.argsort(-proba[i])
-            rec["labels"] = [names[j] for j in order if proba[i, j] >= threshold]
-            rec["probabilities"] = {n: float(p) for n, p in zip(names, proba[i])}
-        else:
-            rec["values"] = {n: float(v) for n, v in zip(names, values[i])}
-        records.append(rec)
+    proba = True if head.has_proba else None
+    records = prediction_records(head, PredictionInputs(X, list(keys), list(ids), list(source)), threshold=threshold)
     if as_json:
         emit_json(records)
         return

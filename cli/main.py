@@ -28,8 +28,8 @@ COMMANDS: dict[str, str] = {
     "predict": "heads_cmd:predict",
     "datasets": "datasets_cmd:datasets",
     "demo": "demo_cmd:demo",
-    "highlight": "highlight_cmd:highlight",
     "serve": "serve_cmd:serve",
+    "highlight": "highlight_cmd:highlight",
     "metric": "metric_cmd:metric",
 }
 
@@ -47,8 +47,8 @@ _HELP = {
     "predict": "Predict labels/values with a trained head.",
     "datasets": "Readers for GTZAN, Ballroom, EmoMusic, Jamendo, MagnaTagATune, FMA layouts.",
     "demo": "Run the main job end to end on a built-in synthesized example.",
-    "highlight": "The most representative segment of each track (attention, tags, loudness, repetition).",
     "serve": "A local web page to explore a store: map, listen, tags, neighbours.",
+    "highlight": "The most representative segment of each track (attention, tags, loudness, repetition).",
     "metric": "Similarity spaces: learn one from groups or segments, or a zero-label baseline.",
 }
 
@@ -64,7 +64,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(f"{__package__}.{module_name}"), attr)
+        return with_global_options(getattr(importlib.import_module(f"{__package__}.{module_name}"), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help without importing the subcommand modules.
@@ -73,10 +73,33 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def with_global_options(cmd: click.Command) -> click.Command:
+    """Let ``cmd`` (and every subcommand of a group) accept -q/-v after its name: ``embed DIR --store S -q``.
+
+    Applied by the group to each command it loads, so no command module needs to repeat them.
+    """
+    from .options import option_object, quiet_option, verbose_option
+
+    if getattr(cmd, "_embedkit_global_options", False):
+        return cmd
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            with_global_options(sub)
+    taken = {o for p in cmd.params for o in getattr(p, "opts", [])}
+    for deco in (verbose_option, quiet_option):
+        opt = option_object(deco)
+        if not set(opt.opts) & taken:
+            cmd.params.append(opt)
+    cmd._embedkit_global_options = True  # type: ignore[attr-defined]
+    return cmd
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="embedkit")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or logs; results and errors only.")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug); tracebacks of errors. "
+              "Accepted after the subcommand too.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, logs or warnings; results and errors only. "
+              "Accepted after the subcommand too.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """embedkit: music embeddings from an MSD-pretrained CNN, small heads, similarity and recommendation.

@@ -5,21 +5,20 @@ import sys
 
 import click
 
-from ._common import PartialFailure, emit_json, json_option, k_option
+from ._common import PartialFailure, display_path, emit_json
+from .options import json_option, queries_option, segments_option, store_argument, top_k_option
 
 
 @click.command("similar")
-@click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+@store_argument
 @click.argument("queries", metavar="QUERY...", nargs=-1)
-@k_option
-@click.option("--queries", "queries_file", type=click.File("r"), default=None, metavar="FILE",
-              help="More queries, one per line ('-' reads stdin).")
+@top_k_option
+@queries_option
 @click.option("--include-self", is_flag=True, help="Keep the query item itself in its results.")
 @click.option("--exclude-same-folder", is_flag=True, help="Drop results from the query's folder (album).")
 @click.option("--min-duration", type=click.FloatRange(0), default=None, metavar="S", help="Only results at least S seconds long.")
 @click.option("--max-duration", type=click.FloatRange(0), default=None, metavar="S", help="Only results at most S seconds long.")
-@click.option("--segments", is_flag=True, help="Segment search: which part of which song sounds like each clip "
-              "(needs a store embedded with --patches).")
+@segments_option  # which part of which song sounds like each clip
 @click.option("--index", "index_name", default="default", show_default=True, help="Saved index to use (exact search if "
               "'default' does not exist).")
 @click.option("--exact", is_flag=True, help="Exact search over the stored vectors, ignoring any index.")
@@ -37,7 +36,7 @@ def similar(store_path: str, queries: tuple[str, ...], k: int, queries_file, inc
 
     qs = list(queries)
     if queries_file is not None:
-        qs += [line.strip() for line in queries_file if line.strip() and not line.startswith("#")]
+        qs += queries_file  # lines already read and checked by the option (no NUL bytes)
     if not qs:
         raise click.UsageError("give at least one QUERY (or --queries FILE)")
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
@@ -57,12 +56,12 @@ def similar(store_path: str, queries: tuple[str, ...], k: int, queries_file, inc
             if not r.ok:
                 continue
             head = r.query if r.query_path in (None, r.query) else f"{r.query} ({r.query_path})"
-            click.echo(f"# {head}" + (f"  [id {r.query_id}]" if r.query_id is not None else ""))
+            click.echo(f"# {display_path(head)}" + (f"  [id {r.query_id}]" if r.query_id is not None else ""))
             if not r.neighbors:
                 click.echo("  (no results)")
             for n in r.neighbors:
                 at = f"  @{n.offset_s:7.1f}s" if n.offset_s is not None else ""
-                click.echo(f"{n.rank:>4}  {n.score:.4f}  {n.id:>7}{at}  {n.path}")
+                click.echo(f"{n.rank:>4}  {n.score:.4f}  {n.id:>7}{at}  {display_path(n.path)}")
     if failed and len(failed) == len(results) == 1:
         raise EmbedkitError(failed[0].error)
     for r in failed:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import click
 
-from ._common import PartialFailure, batch_size_option, compose, emit_json, json_option, model_option, progress_enabled
+from ._common import PartialFailure, display_path, emit_json, error_line, progress_enabled
+from .options import batch_size_option, compose, excerpt_option, json_option, model_option, top_k_option
 
 
 @click.command("tag")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Tags to print per file.")
-@click.option("--excerpt", type=click.FloatRange(min=3.0), default=None, metavar="SECONDS", help="Only a centred excerpt.")
-@compose(model_option, batch_size_option, json_option)
-def tag(files: tuple[str, ...], top_k: int, excerpt: float | None, model: str, batch_size: int, as_json: bool) -> None:
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, readable=False))
+@compose(top_k_option, excerpt_option, model_option, batch_size_option, json_option)
+def tag(files: tuple[str, ...], k: int, excerpt: float | None, model: str, batch_size: int, as_json: bool) -> None:
     """Print the top tags of each FILE (clip-level mean of 3-s patch probabilities)."""
     from embedkit import Embedder
     from embedkit.progress import bar
@@ -23,15 +22,15 @@ def tag(files: tuple[str, ...], top_k: int, excerpt: float | None, model: str, b
     for res in stream:
         if not res.ok:
             failures += 1
-            click.echo(f"embedkit: error: {res.error}", err=True)
+            click.echo(error_line(res.error), err=True)
             results.append({"path": res.path, "error": res.error})
             continue
-        top = emb.top_tags(res.tags, top_k=top_k)
+        top = emb.top_tags(res.tags, top_k=k)
         results.append({"path": res.path, "model": emb.name, "n_patches": res.n_patches, "padded": res.padded,
                         "duration_s": round(res.duration_s, 3), "tags": [{"tag": t, "p": round(p, 6)} for t, p in top]})
         if not as_json:
             note = " (shorter than one patch: repeat-padded)" if res.padded else ""
-            click.echo(f"{res.path}{note}")
+            click.echo(f"{display_path(res.path)}{note}")
             for t, p in top:
                 click.echo(f"  {p:.3f}  {t}")
     if as_json:
