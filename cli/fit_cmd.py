@@ -71,14 +71,14 @@ def archs(as_json: bool) -> None:
     """The trainable architectures: family, paper, input kind, default input length and configuration."""
     from embedkit import backbones
 
-    rows = [{"arch": a.name, "family": a.family, "paper": a.paper, "input": a.input_kind, "input_s": round(a.input_s, 3),
+    rows = [{"arch": a.name, "family": a.family, "paper": a.paper, "input": a.input_kind, "input_s": round(a.input_s, 3), "parameters": a.params,
              "fixed_input": a.fixed_input, "defaults": a.defaults, "note": a.note} for a in backbones.ARCHS.values()]
     if as_json:
         emit_json(rows)
         return
-    click.echo(f"{'arch':<15} {'input':<9} {'input s':>7}  family — paper")
+    click.echo(f"{'arch':<15} {'input':<9} {'input s':>7} {'params':>10}  family — paper")
     for r in rows:
-        click.echo(f"{r['arch']:<15} {r['input']:<9} {r['input_s']:>7}  {r['family']} — {r['paper']}")
+        click.echo(f"{r['arch']:<15} {r['input']:<9} {r['input_s']:>7} {r['parameters']:>10,}  {r['family']} — {r['paper']}")
 
 
 def show_trained(card: dict) -> None:

@@ -25,25 +25,26 @@ class Arch:
     fixed_input: bool = False  # True: the graph only takes 187-frame patches
     defaults: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    params: int = 0  # parameters of the default configuration with 50 outputs (tests check it)
 
 
 ARCHS: dict[str, Arch] = {a.name: a for a in (
     Arch("vgg", "2-D CNN (musicnn VGG)", "Pons et al. 2018 (musicnn's VGG baseline)", "vgg:build_vgg",
-         input_s=2.992, fixed_input=True, note="the msd_vgg / mtt_vgg graph; 187-frame input"),
+         input_s=2.992, fixed_input=True, note="the msd_vgg / mtt_vgg graph; 187-frame input", params=607030),
     Arch("musicnn", "musicnn", "Pons & Serra 2019 (Pons et al. 2018)", "musicnn:build_musicnn",
-         input_s=2.992, fixed_input=True, note="the msd_musicnn / mtt_musicnn graph; 187-frame input"),
+         input_s=2.992, fixed_input=True, note="the msd_musicnn / mtt_musicnn graph; 187-frame input", params=792079),
     Arch("dieleman", "1-D CNN on mel", "Dieleman & Schrauwen 2014", "dieleman:build_dieleman", input_s=3.0,
-         note="first conv spans all 96 mel bands"),
-    Arch("fcn", "2-D CNN (FCN-5)", "Choi, Fazekas & Sandler 2016", "fcn:build_fcn", input_s=29.1),
-    Arch("crnn", "CRNN", "Choi, Fazekas, Sandler & Cho 2017", "crnn:build_crnn", input_s=29.1),
+         note="first conv spans all 96 mel bands", params=41566),
+    Arch("fcn", "2-D CNN (FCN-5)", "Choi, Fazekas & Sandler 2016", "fcn:build_fcn", input_s=29.1, params=448758),
+    Arch("crnn", "CRNN", "Choi, Fazekas, Sandler & Cho 2017", "crnn:build_crnn", input_s=29.1, params=394998),
     Arch("samplecnn", "sample-level CNN", "Lee, Park, Kim & Nam 2017 (3^9 model)", "samplecnn:build_samplecnn",
-         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "basic"}),
+         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "basic"}, params=1875762),
     Arch("samplecnn_se", "sample-level CNN + SE", "Kim, Lee & Nam 2018 (SE)", "samplecnn:build_samplecnn",
-         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "se"}),
+         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "se"}, params=3521330),
     Arch("samplecnn_rese", "sample-level CNN + ReSE", "Kim, Lee & Nam 2018 (ReSE)", "samplecnn:build_samplecnn",
-         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "rese"}),
+         input_kind="waveform", input_s=59049 / 16000, defaults={"variant": "rese"}, params=6966450),
     Arch("shortchunk", "short-chunk ResNet", "Won, Ferraro, Bogdanov & Serra 2020", "shortchunk:build_shortchunk",
-         input_s=59049 / 16000),
+         input_s=59049 / 16000, params=12116022),
 )}
 
 #: names `build` accepts (kept for older callers)

@@ -10,9 +10,6 @@ augmentation), `teacher` (distillation targets), `data` (decode cache + tf.data 
 """
 from __future__ import annotations
 
+from .fit import fit  # no TensorFlow at import time; rebinds the name from the submodule to the function
 
-def fit(*args, **kwargs):
-    """See `embedkit.train.fit.fit`."""
-    from .fit import fit as _fit
-
-    return _fit(*args, **kwargs)
+__all__ = ["fit"]

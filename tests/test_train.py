@@ -1,0 +1,252 @@
+"""Issue 10: model zoo, augmentation, fit loop (overfit, kill-and-resume), cache round trip, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from embedkit import backbones
+
+SHARED = Path(os.environ.get("EMBEDKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FIXTURE = SHARED / "data" / "fixtures" / "audio" / "deb_asc-music__frontiers.ogg"
+REAL_HOME = Path(os.environ.get("EMBEDKIT_HOME") or Path.home() / ".cache" / "embedkit")
+SMALL = ("dieleman", "fcn", "crnn")
+
+
+def _real_audio(seconds: float = 6.0) -> np.ndarray:
+    if not FIXTURE.exists():
+        pytest.skip(f"real fixture audio not found at {FIXTURE} (needs ../shared)")
+    from embedkit import audio
+
+    return audio.load(FIXTURE, sr=16000, offset_s=10.0, duration_s=seconds)
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    """An empty EMBEDKIT_HOME whose pretrained models link to the real cache (when installed)."""
+    h = tmp_path / "home"
+    (h / "models").mkdir(parents=True)
+    for m in ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn"):
+        if (REAL_HOME / "models" / m).exists():
+            (h / "models" / m).symlink_to(REAL_HOME / "models" / m)
+    monkeypatch.setenv("EMBEDKIT_HOME", str(h))
+    return h
+
+
+def _tones(folder: Path, n_per_class: int = 4, seconds: float = 4.0) -> Path:
+    """Two classes of synthetic audio (low vs high tones with noise) + a labels CSV; returns the CSV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000
+    rows = []
+    for label, base in (("low", 220.0), ("high", 1760.0)):
+        for k in range(n_per_class):
+            y = 0.3 * np.sin(2 * np.pi * base * (1 + 0.03 * k) * t) + 0.01 * rng.standard_normal(t.size)
+            p = folder / f"{label}{k}.wav"
+            sf.write(p, y.astype(np.float32), 16000)
+            rows.append({"path": p.name, "label": label})
+    csv_path = folder / "labels.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return csv_path
+
+
+# ---- zoo ------------------------------------------------------------------------------------------
+
+
+def _forward_real(arch: str) -> None:
+    from embedkit import inputs
+    from embedkit._tf import import_tensorflow
+
+    import_tensorflow()
+    m = backbones.build(arch)
+    assert m.count_params() == backbones.get(arch).params, f"{arch} is not its stated size"
+    spec = backbones.get(arch)
+    patches = inputs.get(spec.input_kind).patches(_real_audio()).data  # 2 real 3-s patches
+    out = m(inputs.to_model_input(spec.input_kind, patches), training=False)
+    assert out["logits"].shape == (patches.shape[0], 50)
+    taps = backbones.tap_names(m)
+    assert len(taps) >= 2
+    for name in taps:
+        assert np.all(np.isfinite(np.asarray(out[name])))
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_small_architectures_build_at_stated_size_and_run_on_real_audio(arch):
+    _forward_real(arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", [a for a in backbones.ARCHS if a not in SMALL])
+def test_every_other_architecture_builds_and_runs(arch):
+    _forward_real(arch)
+
+
+def test_unknown_architecture_is_one_line():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet9000'.*dieleman"):
+        backbones.get("resnet9000")
+
+
+def test_waveform_input_kind_matches_logmel_patch_grid():
+    from embedkit import frontend, inputs
+
+    y = _real_audio(7.0)
+    w = inputs.get("waveform").patches(y)
+    m = frontend.make_patches(frontend.logmel(y))
+    assert w.data.shape[1:] == (187, 256) and w.data.shape[0] == m.data.shape[0]
+    np.testing.assert_array_equal(w.data[1].ravel(), y[187 * 256: 2 * 187 * 256])
+
+
+# ---- augmentation ---------------------------------------------------------------------------------
+
+
+def test_augmentations_keep_length_rate_and_finiteness():
+    from embedkit.train.augment import AugmentConfig, augment_waveform, mixup, pitch_shift, spec_augment, time_stretch
+
+    y = _real_audio(3.0)
+    for fn in (lambda a: pitch_shift(a, 3.0), lambda a: time_stretch(a, 0.85), lambda a: time_stretch(a, 1.2)):
+        out = fn(y)
+        assert out.shape == y.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
+        assert not np.allclose(out, y)
+    cfg = AugmentConfig.parse("all")
+    a = augment_waveform(y, cfg, np.random.default_rng(1))
+    b = augment_waveform(y, cfg, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)  # seeded
+    assert a.shape == y.shape and np.all(np.isfinite(a))
+    x = spec_augment(np.ones((187, 96), np.float32) * np.arange(96), cfg, np.random.default_rng(0))
+    assert x.shape == (187, 96) and np.all(np.isfinite(x))
+    xm, ym = mixup(np.ones((4, 10)), np.eye(4, 2), 0.2, np.random.default_rng(0))
+    assert xm.shape == (4, 10) and np.allclose(ym.sum(1), np.eye(4, 2).sum(1)[np.arange(4)] * 0 + ym.sum(1))
+    with pytest.raises(ValueError, match="outside"):
+        pitch_shift(y, 7.0)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        AugmentConfig.parse("pitch,reverb")
+
+
+# ---- fit loop -------------------------------------------------------------------------------------
+
+
+def test_tiny_model_overfits_a_small_labelled_set(tmp_path, home):
+    from embedkit.train import fit
+
+    labels = _tones(tmp_path / "tones")
+    card = fit([], arch="dieleman", name="tones", labels=str(labels), input_s=1.0, epochs=12, patience=12,
+               batch_size=8, lr=3e-3, valid_fraction=0.25, windows_per_epoch=48, log=lambda m: None)
+    hist = card["training"]["history"]
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert card["training"]["metrics"]["accuracy"] == 1.0
+    assert card["labels"] == ["high", "low"]
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path, home):
+    from embedkit._tf import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from embedkit.train.data import PatchSampler, Prepared
+    from embedkit.train.fit import build_trainer
+    from embedkit.train.loop import train
+    from embedkit.train.sources import Track
+
+    rng = np.random.default_rng(0)
+    items = [Prepared(Track(f"t{k}", f"t{k}", np.eye(2, dtype=np.float32)[k % 2]),
+                      (rng.standard_normal(40000) * (0.1 + 0.2 * (k % 2))).astype(np.float16)) for k in range(6)]
+
+    def run(folder: Path, stop_after=None):
+        keras.utils.set_random_seed(0)
+        m = build_trainer(backbones.build("dieleman", n_classes=2, input_len=None), None)
+        s = PatchSampler(items[:4], kind="logmel", input_samples=16000, targets="label", seed=3)
+        val = PatchSampler(items[4:], kind="logmel", input_samples=16000, targets="label").fixed_windows(2)[:3]
+        r = train(m, s, val, task="classification", run=folder, epochs=3, batch_size=4, windows_per_epoch=16,
+                  seed=3, stop_after=stop_after, patience=10)
+        return m, r
+
+    straight, _ = run(tmp_path / "a")
+    _, r = run(tmp_path / "b", stop_after=1)  # "killed" after epoch 1
+    assert r["interrupted"] and json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 0
+    resumed, r2 = run(tmp_path / "b")
+    assert r2["epochs_run"] == 3
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_round_trips_through_the_cache_and_embed(tmp_path, home, capsys):
+    from clirun import run as cli
+
+    from embedkit import Embedder, model_cache, pretrained
+    from embedkit.train import fit
+
+    labels = _tones(tmp_path / "tones", n_per_class=3)
+    card = fit([], arch="dieleman", name="rt", labels=str(labels), input_s=1.0, epochs=2, batch_size=8,
+               windows_per_epoch=16, log=lambda m: None)
+    assert model_cache.exists("rt") and pretrained.check_name("RT") == "rt"
+    assert (home / "models" / "rt" / "learning_curve.png").exists()
+    assert pretrained.fingerprint(pretrained.card("rt"))
+    wav = tmp_path / "tones" / "low0.wav"
+    emb = Embedder.from_pretrained("rt")
+    vec = emb.embed_file(wav).vector
+    assert vec.shape == (sum(b["size"] for b in card["feature_blocks"]),)
+    code, out, err = cli(capsys, "embed", "-m", "rt", str(wav), "--json")
+    assert code == 0, err
+    code, out, err = cli(capsys, "models", "list", "--json")
+    assert any(r["name"] == "rt" and r.get("trained") for r in json.loads(out))
+    from embedkit.spec import VectorSpec
+
+    spec = VectorSpec.for_model("rt")
+    assert spec.dim == vec.shape[0]
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+
+def _no_partial_models(home: Path) -> None:
+    left = [p.name for p in (home / "models").iterdir() if p.name.startswith(".") or p.name not in
+            ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn")]
+    assert left == [], left
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_no_model(tmp_path, home, capsys):
+    from clirun import run as cli
+
+    labels = _tones(tmp_path / "tones", n_per_class=2)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("path,label\nnot_here.wav,a\n" + "".join(f"{p.name},x\n" for p in (tmp_path / "tones").glob("*.wav")))
+    one = tmp_path / "one.csv"
+    one.write_text("path,label\n" + "".join(f"{p},x\n" for p in (tmp_path / "tones").glob("*.wav")))
+    cases = [
+        (["fit", "--arch", "dieleman", "-o", "m1", "--labels", str(missing)], "not_here.wav"),
+        (["fit", "--arch", "dieleman", "-o", "m2", "--labels", str(one)], "only one class"),
+        (["fit", str(tmp_path / "tones"), "--arch", "dieleman", "-o", "m3", "--teacher", "nope"], "unknown model 'nope'"),
+        (["fit", "--arch", "nope", "-o", "m4", "--labels", str(labels)], "unknown architecture"),
+        (["fit", "--arch", "dieleman", "-o", "msd_vgg", "--labels", str(labels)], "pretrained model's name"),
+    ]
+    for args, needle in cases:
+        code, out, err = cli(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and needle in lines[0], (args, err)
+    _no_partial_models(home)
+
+
+def test_teacher_not_installed_and_unwritable_cache(tmp_path, monkeypatch, capsys):
+    from clirun import run as cli
+
+    h = tmp_path / "bare"
+    (h / "models").mkdir(parents=True)
+    monkeypatch.setenv("EMBEDKIT_HOME", str(h))
+    labels = _tones(tmp_path / "tones", n_per_class=2)
+    code, out, err = cli(capsys, "fit", str(tmp_path / "tones"), "--arch", "dieleman", "-o", "t1", "--teacher", "msd_vgg")
+    assert code == 1 and "embedkit models fetch msd_vgg" in err and len(err.strip().splitlines()) == 1
+    assert list((h / "models").iterdir()) == []
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EMBEDKIT_HOME", str(blocker / "home"))  # the cache cannot be created, even as root
+    code, out, err = cli(capsys, "fit", "--arch", "dieleman", "-o", "t2", "--labels", str(labels))
+    assert code == 1 and "not writable" in err and len(err.strip().splitlines()) == 1, err
