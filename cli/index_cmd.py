@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ._common import emit_json
-from .options import distance_metric_option, json_option, segments_option, store_argument
+from .options import distance_metric_option, json_option, segments_option, space_option, store_argument
 
 name_option = click.option("--name", default="default", show_default=True,
                            help="Index name (saved as STORE/index/NAME.faiss + NAME.json).")
@@ -29,9 +29,7 @@ def index() -> None:
               help="Tune efSearch / nprobe until recall@k against exact search reaches this.")
 @click.option("--recall-k", type=click.IntRange(1), default=10, show_default=True, help="k of the recall target.")
 @segments_option  # saved as index 'patches' (old spelling: --patches)
-@click.option("--space", default=None, metavar="NAME", help="Search in similarity space NAME ('embedkit metric fit' / "
-              "'metric baseline'; recorded in the index card and applied to every query). 'auto': choose the "
-              "zero-label baseline on the store's data now (saved as space 'auto').")
+@space_option  # recorded in the index card and applied to every query
 @click.option("--rebuild", is_flag=True, help="Build from scratch even if an up-to-date-able index exists.")
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU when faiss sees one).")
 @name_option

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
-
-store_argument = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+from ._common import emit_json
+from .options import force_option, json_option, store_argument
 
 
 @click.group("metric")
@@ -31,7 +30,7 @@ def metric() -> None:
               help="Patches (3 s each) per training segment, when the store has per-patch vectors.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out GROUPS.csv lines whose item is not embedded in STORE.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (batches, validation split).")
-@click.option("--force", is_flag=True, help="Overwrite an existing space of that name.")
+@force_option
 @json_option
 def fit(store_path: str, groups_path: str | None, name: str, model: str, dim: int, steps: int, margin: float,
         seg_patches: int, skip_unknown: bool, seed: int, force: bool, as_json: bool) -> None:
@@ -77,7 +76,7 @@ def fit(store_path: str, groups_path: str | None, name: str, model: str, dim: in
 @store_argument
 @click.option("-o", "--output", "name", default="baseline", show_default=True, metavar="NAME", help="Space name or path.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the proxy's split.")
-@click.option("--force", is_flag=True, help="Overwrite an existing space of that name.")
+@force_option
 @json_option
 def baseline(store_path: str, name: str, seed: int, force: bool, as_json: bool) -> None:
     """Choose a zero-label space for STORE (raw cosine, centring, standardisation, PCA, PCA-whitening)

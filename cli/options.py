@@ -36,7 +36,7 @@ __all__ = [
     "store_option", "store_argument", "from_list_option", "ext_option", "glob_option", "exclude_option",
     "hidden_option", "workers_option", "wait_option", "retry_failed_option", "tags_option", "queries_option",
     "top_k_option", "patches_option", "segments_option", "distance_metric_option", "select_metric_option",
-    "force_option",
+    "force_option", "space_option",
 ]
 
 
@@ -254,3 +254,11 @@ select_metric_option = click.option(
 
 force_option = click.option("-f", "--force", is_flag=True,
                             help="Replace an existing output of the same kind (never a folder of other files).")
+
+
+# ---- similarity spaces (issue 12) --------------------------------------------------------------------------
+
+space_option = click.option(
+    "--space", default=None, metavar="NAME",
+    help="Compare vectors in similarity space NAME of the store ('embedkit metric fit' / 'metric baseline'; "
+         "'index build --space auto' chooses the zero-label baseline now). Default: raw cosine.")

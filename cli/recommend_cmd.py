@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ._common import emit_json
-from .options import json_option, store_argument, top_k_option
+from .options import json_option, space_option, store_argument, top_k_option
 
 
 @click.command("recommend")
@@ -30,7 +30,7 @@ from .options import json_option, store_argument, top_k_option
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Item folds for --evaluate.")
 @click.option("--per-user", is_flag=True, help="With --evaluate --json: include every user's metrics.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (folds, k-means, baselines).")
-@click.option("--space", default=None, metavar="NAME", help="Compare items in similarity space NAME ('embedkit metric').")
+@space_option
 @json_option
 def recommend(store_path: str, history: str, user: str | None, k: int, cold_only: bool, scorer: str, n_interests: int,
               diversity: float, factors: int, cf: str, do_evaluate: bool, folds: int, per_user: bool, seed: int,

@@ -6,7 +6,7 @@ import sys
 import click
 
 from ._common import PartialFailure, display_path, emit_json
-from .options import json_option, queries_option, segments_option, store_argument, top_k_option
+from .options import json_option, queries_option, segments_option, space_option, store_argument, top_k_option
 
 
 @click.command("similar")
@@ -22,10 +22,11 @@ from .options import json_option, queries_option, segments_option, store_argumen
 @click.option("--index", "index_name", default="default", show_default=True, help="Saved index to use (exact search if "
               "'default' does not exist).")
 @click.option("--exact", is_flag=True, help="Exact search over the stored vectors, ignoring any index.")
+@space_option  # an index built with that space is used, otherwise exact search in it
 @json_option
 def similar(store_path: str, queries: tuple[str, ...], k: int, queries_file, include_self: bool,
             exclude_same_folder: bool, min_duration: float | None, max_duration: float | None, segments: bool,
-            index_name: str, exact: bool, as_json: bool) -> None:
+            index_name: str, exact: bool, space: str | None, as_json: bool) -> None:
     """The K stored songs nearest to each QUERY, best first: rank, score (cosine), id, path.
 
     A QUERY is a stored id or path, an audio file not in the store (embedded on the fly with the
@@ -42,7 +43,7 @@ def similar(store_path: str, queries: tuple[str, ...], k: int, queries_file, inc
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
         raise click.BadParameter(f"--min-duration {min_duration} > --max-duration {max_duration}")
     filters = dict(exclude_same_folder=exclude_same_folder, min_duration_s=min_duration, max_duration_s=max_duration)
-    with Searcher.open(store_path, index=index_name, exact=exact) as s:
+    with Searcher.open(store_path, index=index_name, exact=exact, space=space) as s:
         if segments:
             results = s.segments(qs, k=k, exclude_self=not include_self, **filters)
         else:

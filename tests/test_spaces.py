@@ -230,6 +230,8 @@ def test_cli_fit_index_build_space_and_similar_use_it(tmp_path, capsys):
     assert got == order[:5]
     code, out, _ = run(capsys, "similar", s, "1", "-k", "5", "--json", "--exact")
     assert [r["id"] for r in json.loads(out)["queries"][0]["results"]] != got  # raw cosine ranks otherwise
+    code, out, _ = run(capsys, "similar", s, "1", "-k", "5", "--json", "--space", "albums")  # no index: exact in the space
+    assert code == 0 and [r["id"] for r in json.loads(out)["queries"][0]["results"]] == got
     # refitting the space makes the index built with it refuse to open (one line, the way out)
     code, _, err = run(capsys, "metric", "fit", s, str(csv), "-o", "albums", "--dim", "8", "--steps", "5")
     assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1
