@@ -87,7 +87,12 @@ def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
 
 def _signalsmith(y: np.ndarray, sr: int, *, semitones: float = 0.0, tempo: float = 1.0) -> np.ndarray:
     """python-stretch on one mono signal; latency trimmed; length is ``len(y) / tempo`` before fitting."""
-    import python_stretch.Signalsmith as S
+    try:
+        import python_stretch.Signalsmith as S
+    except ImportError:
+        from ..errors import EmbedkitError
+
+        raise EmbedkitError("pitch/stretch augmentation needs python-stretch: pip install 'embedkit[train]'") from None
 
     s = S.Stretch()
     s.preset(1, float(sr), True)

@@ -108,7 +108,7 @@ class PatchSampler:
         self.targets = targets
         self.augment = augment or AugmentConfig()
         self.seed = int(seed)
-        self.frames = 1 + self.input_samples // frontend.HOP - 1 if kind == "logmel" else None
+        self.frames = self.input_samples // frontend.HOP if kind == "logmel" else None  # log-mel frames kept
         self.feat_mean, self.feat_std = feat_mean, feat_std
         lengths = np.array([max(1, it.audio.size) for it in items], np.float64)
         self._p = lengths / lengths.sum()

@@ -132,6 +132,8 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
         arch = pretrained.card(init)["architecture"]
     if arch is None:
         raise EmbedkitError("choose an architecture with --arch (see: embedkit models archs) or --init MODEL")
+    if freeze and init is None:
+        raise EmbedkitError("--freeze needs --init MODEL (a pretrained network to keep frozen)")
     try:
         spec = backbones.get(arch)
     except ValueError as exc:
@@ -219,8 +221,6 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     if init is not None:
         init_from(backbone, init, n_out)
         frozen = freeze_first(backbone, freeze)
-    elif freeze:
-        raise EmbedkitError("--freeze needs --init MODEL (a pretrained network to keep frozen)")
     trainer = build_trainer(backbone, fm_dim)
     log(f"{spec.name}: {backbone.count_params():,} parameters; {len(prep_train)} training / {len(prep_valid)} "
         f"validation tracks; task {task}")
