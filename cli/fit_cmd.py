@@ -91,7 +91,7 @@ def show_trained(card: dict) -> None:
     click.echo(f"  training:     {tr['mode']} ({tr['task']}), teacher {tr['teacher']}, init {tr['init']}, "
                f"{tr['epochs']} epochs (best {tr['best_epoch']}), {tr['tracks_train']} / {tr['tracks_valid']} tracks "
                f"train / valid, data {tr['data_fingerprint'][:16]}")
-    click.echo(f"  metrics:      " + ", ".join(f"{k} {v:.4f}" for k, v in tr["metrics"].items() if isinstance(v, float)))
+    click.echo("  metrics:      " + ", ".join(f"{k} {v:.4f}" for k, v in tr["metrics"].items() if isinstance(v, float)))
     start = 0
     click.echo("  features:     (per patch, concatenated in this order)")
     for b in card["feature_blocks"]:
