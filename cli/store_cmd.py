@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json, json_option
-
-store_argument = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+from ._common import display_path, emit_json
+from .options import json_option, patches_option, store_argument, wait_option
 
 
 @click.group("store")
@@ -56,7 +55,7 @@ def info(store_path: str, all_failures: bool, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-@store.command("ls")
+@store.command("list")
 @store_argument
 @click.option("--status", type=click.Choice(["ok", "failed", "missing"]), default=None, help="Only items with this status.")
 @json_option
@@ -74,7 +73,7 @@ def ls(store_path: str, status: str | None, as_json: bool) -> None:
     for it in items:
         dur = f"{it.duration_s:8.1f}s" if it.duration_s is not None else " " * 9
         tail = f"\t{it.error}" if it.error else ""
-        click.echo(f"{it.id}\t{it.status}\t{dur}\t{it.path}{tail}")
+        click.echo(f"{it.id}\t{it.status}\t{dur}\t{display_path(it.path)}{display_path(tail)}")
 
 
 @store.command("export")
@@ -82,9 +81,9 @@ def ls(store_path: str, status: str | None, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["npz", "csv", "parquet"]), required=True, help="Output format.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="Output file ('-' = stdout, csv only).")
-@click.option("--patches", "with_patches", is_flag=True, help="npz only: include the per-patch vectors.")
+@patches_option  # npz only
 @json_option
-def export(store_path: str, fmt: str, output: str, with_patches: bool, as_json: bool) -> None:
+def export(store_path: str, fmt: str, output: str, patches: bool, as_json: bool) -> None:
     """Export the embedded vectors of STORE with ids, paths and metadata.
 
     npz: arrays ids, paths, vectors, duration_s, samplerate (+ tags, tag_labels, patch_* when kept) and
@@ -95,12 +94,12 @@ def export(store_path: str, fmt: str, output: str, with_patches: bool, as_json: 
 
     if output == "-" and fmt != "csv":
         raise click.UsageError("only --format csv can be written to stdout")
-    if with_patches and fmt != "npz":
+    if patches and fmt != "npz":
         raise click.UsageError("--patches is only supported with --format npz")
     from embedkit.store import Store
 
     with Store.open(store_path) as st:
-        n = export_store(st, output, fmt=fmt, patches=with_patches)
+        n = export_store(st, output, fmt=fmt, patches=patches)
     if as_json:
         emit_json({"store": store_path, "output": output, "format": fmt, "items": n})
     elif output != "-":
@@ -111,8 +110,7 @@ def export(store_path: str, fmt: str, output: str, with_patches: bool, as_json: 
 @store_argument
 @click.option("--delete", is_flag=True, help="Remove vanished items from the store instead of marking them 'missing'.")
 @click.option("--dry-run", is_flag=True, help="Only report what would change.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="Wait up to SECONDS for another process writing the store.")
+@wait_option
 @json_option
 def prune(store_path: str, delete: bool, dry_run: bool, wait: float, as_json: bool) -> None:
     """Mark items whose file has vanished as 'missing' (kept, but out of vectors()/ids()).
@@ -139,6 +137,45 @@ def prune(store_path: str, delete: bool, dry_run: bool, wait: float, as_json: bo
         )
     for p in (out["deleted"] if delete else out["missing"])[:20]:
         click.echo(f"  {p}", err=False)
+
+
+store.add_command(ls, "ls")  # the 0.1 spelling, kept as an alias of 'store list'
+
+
+@store.command("verify")
+@store_argument
+@click.option("--repair", is_flag=True,
+              help="Repair what can be: restore a damaged manifest from its copy, restore row counts, re-embed "
+                   "items whose stored vectors are damaged (from their audio, when the file is there unchanged).")
+@wait_option  # with --repair
+@json_option
+def verify(store_path: str, repair: bool, wait: float, as_json: bool) -> None:
+    """Check that STORE's manifest, item table and shards agree and that every checksum holds.
+
+    Exit code 0 when the store is sound (or was repaired), 1 when problems remain (each printed as one
+    line naming the file, the problem and the repair).
+    """
+    from embedkit.progress import default_enabled
+    from embedkit.store.errors import StoreCorruptError
+    from embedkit.store.verify import verify as verify_store
+
+    say = (lambda msg: click.echo(f"embedkit: {msg}", err=True)) if default_enabled() else None
+    rep = verify_store(store_path, repair=repair, wait=wait, on_progress=say)
+    if as_json:
+        emit_json(rep.to_json())
+    else:
+        for prob in rep.problems:
+            click.echo(prob.line())
+        for note in rep.notes:
+            click.echo(f"note: {note}")
+        state = "sound" if not rep.problems else ("repaired" if rep.ok else "DAMAGED")
+        click.echo(f"{store_path}: {state}: {rep.items} items, {rep.segments} checksummed segments "
+                   f"({rep.checked_rows} rows), {len(rep.problems)} problem(s)"
+                   + (f", {rep.reembedded} re-embedded, {rep.marked_failed} marked failed" if repair else ""))
+    if not rep.ok:
+        n = sum(not p.repaired for p in rep.problems)
+        hint = "" if repair else f"; run: embedkit store verify {store_path} --repair"
+        raise StoreCorruptError(f"{store_path}: {n} problem(s) remain{hint}")
 
 
 # `embedkit store map` (issue 13) lives with `embedkit serve`, which draws the same layout.

@@ -26,11 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import numpy as np
+
 from . import pretrained
 from .discovery import Discovery, FoundFile, discover
 from .progress import bar as progress_bar, default_enabled
 from .errors import EmbedkitError
-from .store import Item, Store, StoreError, StoreExistsError, file_sha256, settings_fingerprint
+from .spec import SpecError, SpecMismatchError, VectorSpec
+from .store import Item, Store, StoreError, StoreExistsError, StoreMismatchError, file_sha256, stat_matches
 
 log = logging.getLogger("embedkit")
 
@@ -45,55 +48,59 @@ class _Plan:
     failed_before: list[tuple[str, str]] = field(default_factory=list)  # (path, error) not retried
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Settings:
-    model: str
-    layers: list[str]
-    aggregation: str
-    excerpt_s: float | None
+    """What this run stores: the vector spec, and whether per-patch vectors / tags are kept."""
+
+    spec: VectorSpec
     patches: bool
     tags: bool
 
 
-def _excerpt(value: float | None) -> float | None:
-    return None if value is None or float(value) <= 0 else float(value)
+def _new_spec(emb: Any, *, model: str | None, layers: Any, aggregate: str | None, excerpt_s: float | None,
+              precision: str | None) -> VectorSpec:
+    """The spec of a new store: the given embedder's (or model's) vectors with these settings."""
+    try:
+        if emb is not None:
+            return VectorSpec.for_embedder(emb, layers=layers, aggregation=aggregate or "mean", excerpt_s=excerpt_s,
+                                           precision=precision)
+        return VectorSpec.for_model(model or pretrained.DEFAULT_MODEL, layers=layers, aggregation=aggregate or "mean",
+                                    excerpt_s=excerpt_s, precision=precision or "fp32")
+    except SpecError as exc:
+        raise EmbedkitError(_option_hint(str(exc))) from None
 
 
-def _manifest_for(emb: Any, s: _Settings) -> dict:
-    from .features import aggregated_dim
+def _option_hint(msg: str) -> str:
+    if "excerpt" in msg:
+        return f"--excerpt: {msg}"
+    if "layer" in msg:
+        return f"--layers: {msg}"
+    return msg
 
-    sub = emb.layout.subset(s.layers)
-    dim = aggregated_dim(emb.layout, s.layers, s.aggregation)
+
+def _manifest_extras(emb: Any, s: _Settings) -> dict:
     return {
-        "model": emb.name,
-        "fingerprint": emb.fingerprint,
-        "dim": dim,
-        "layout": sub.to_json(aggregation=s.aggregation),
-        "model_blocks": [{"name": b.name, "size": b.size} for b in emb.layout.blocks],
-        "layers": list(s.layers),
-        "aggregation": s.aggregation,
-        "excerpt_s": s.excerpt_s,
-        "patch_dim": sub.dim if s.patches else None,
+        "patch_dim": True if s.patches else None,
         "n_tags": len(emb.labels) if s.tags else 0,
         "tag_labels": list(emb.labels) if s.tags else None,
         "sample_rate": getattr(emb, "sample_rate", None),
     }
 
 
-def _plan(found: list[FoundFile], index: dict, *, retry_failed: bool, errors: dict[str, str]) -> _Plan:
+def _plan(found: list[FoundFile], index: dict[str, Item], *, retry_failed: bool, errors: dict[str, str]) -> _Plan:
     plan = _Plan()
     for f in found:
         known = index.get(f.path)
         if known is None:
             plan.to_hash.append(f)
             continue
-        size, mtime, status, has_vec, item_id = known
-        same = size == f.size and mtime == f.mtime
-        if same and has_vec and status == "ok":
+        same = stat_matches(known, f.size, f.mtime)  # the freshness rule's cheap half; else the hash decides
+        has_vec = known.row is not None
+        if same and has_vec and known.status == "ok":
             plan.unchanged += 1
-        elif same and has_vec and status == "missing":
-            plan.restored.append((f, item_id))
-        elif same and status == "failed" and not retry_failed:
+        elif same and has_vec and known.status == "missing":
+            plan.restored.append((f, known.id))
+        elif same and known.status == "failed" and not retry_failed:
             plan.failed_before.append((f.path, errors.get(f.path) or "failed before"))
         else:
             plan.to_hash.append(f)
@@ -122,54 +129,40 @@ def _hash_all(files: list[FoundFile], workers: int, progress: bool) -> list[str 
 
 
 def _resolve_settings(
-    st: Store | None,
+    st: Store,
     *,
     model: str | None,
     emb: Any,
     layers: Any,
     aggregate: str | None,
     excerpt_s: float | None,
+    precision: str | None,
     patches: bool | None,
     tags: bool | None,
 ) -> _Settings:
-    """This run's settings: the store's unless given; ``layers`` parsed against the model's blocks."""
-    from .features import Block, FeatureLayout
-
-    if st is None:
-        name = model or (emb.name if emb is not None else "msd_vgg")
-        layout = emb.layout if emb is not None else None
-        parsed = layout.parse_layers(layers) if layout is not None else None
-        return _Settings(name, parsed or [], aggregate or "mean", _excerpt(excerpt_s), bool(patches), bool(tags))
-    m = st.manifest
-    blocks = m.get("model_blocks") or [{"name": b["name"], "size": b["stop"] - b["start"]} for b in m["layout"]]
-    full = FeatureLayout(tuple(Block(b["name"], int(b["size"])) for b in blocks))
-    try:
-        parsed = full.parse_layers(layers) if layers is not None else list(m.get("layers") or full.names)
-    except ValueError as exc:
-        raise EmbedkitError(f"--layers {layers}: {exc}") from None
+    """This run's settings for an existing store: the store's spec, with what was given checked against it
+    (anything different is refused naming both sides). A given embedder must make the store's vectors."""
+    base = st.spec
     if patches and not st.has_patches:
         raise StoreError(f"{st.path}: store was created without --patches; use a new store for per-patch vectors")
     if tags and not st.has_tags:
         raise StoreError(f"{st.path}: store was created without --tags; use a new store for tag probabilities")
-    return _Settings(
-        model or m["model"],
-        parsed,
-        aggregate or m.get("aggregation", "mean"),
-        _excerpt(excerpt_s) if excerpt_s is not None else m.get("excerpt_s"),
-        st.has_patches,
-        st.has_tags,
-    )
-
-
-def _check_settings(st: Store, s: _Settings, model_fp: str | None) -> None:
-    """Refuse a run whose model or settings differ from the store's (message names both fingerprints)."""
-    fp = model_fp or (st.model_fingerprint if s.model == st.manifest.get("model") else None)
-    if fp is None:
-        return  # another model whose fingerprint needs the model itself: checked once it is loaded
-    st.check_compatible(model_fingerprint=fp)
-    st.check_compatible(
-        settings_fingerprint=settings_fingerprint(fp, layers=s.layers, aggregation=s.aggregation, excerpt_s=s.excerpt_s)
-    )
+    try:
+        if model is not None and model != base.model:
+            st.check_spec(VectorSpec.for_model(model, layers=None, aggregation=aggregate or base.aggregation,
+                                               excerpt_s=excerpt_s, precision=precision or base.precision))
+        want = base if layers is None else base.with_layers(layers)
+        changes = {k: v for k, v in (("aggregation", aggregate), ("excerpt_s", excerpt_s), ("precision", precision))
+                   if v is not None}
+        want = want.replace(**changes) if changes else want
+    except SpecError as exc:
+        raise EmbedkitError(_option_hint(str(exc))) from None
+    st.check_spec(want)
+    if emb is not None:
+        st.check_spec(VectorSpec.for_embedder(emb, layers=base.layers, aggregation=base.aggregation,
+                                              excerpt_s=base.excerpt_s, precision=base.precision),
+                      what=f"the model {getattr(emb, 'name', '?')}")
+    return _Settings(base, st.has_patches, st.has_tags)
 
 
 def embed_into_store(
@@ -194,16 +187,17 @@ def embed_into_store(
     retry_failed: bool = False,
     wait: float = 0.0,
     progress: bool | None = None,
+    precision: str | None = None,
     commit_every: int = 64,
     commit_seconds: float = 10.0,
     on_failure: Callable[[str, str], None] | None = None,
 ) -> dict:
     """Embed the audio files under ``inputs`` (files and folders) into the store at ``store``.
 
-    ``embedder``: an `embedkit.Embedder` (default: ``Embedder.from_pretrained(model)``, loaded only if
-    something needs embedding). ``layers``/``aggregate``/``excerpt_s``/``patches``/``tags``: settings of
-    a new store; None reuses an existing store's (different ones are refused). ``excerpt_s`` ≤ 0 means
-    the whole file. ``wait``: seconds to wait for another writer. ``progress``: tqdm bar on stderr
+    ``embedder``: an `embedkit.Embedder` (default: the store's ``spec.embedder()``, loaded only if
+    something needs embedding). ``layers``/``aggregate``/``excerpt_s``/``precision``/``patches``/``tags``:
+    settings of a new store (a `VectorSpec`); None reuses an existing store's (different ones are refused).
+    ``excerpt_s``: None = the whole file, else finite seconds > 0. ``wait``: seconds to wait for another writer. ``progress``: tqdm bar on stderr
     (default: when stderr is a terminal or EMBEDKIT_PROGRESS=1).
 
     Returns the run summary: ``found, embedded, skipped, unchanged, moved, copies, restored,
@@ -233,26 +227,34 @@ def embed_into_store(
     if exists:
         st = Store.open(store_path, mode="a", wait=wait)
     else:
-        if emb is None:
-            emb = _load(model or "msd_vgg", batch_size)
-        s = _resolve_settings(None, model=model, emb=emb, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
-                              patches=patches, tags=tags)
+        spec = _new_spec(emb, model=model, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s, precision=precision)
+        if emb is None:  # options were checked above, before the model loads; the store takes the loaded model's spec
+            emb = _load(spec, batch_size)
+            spec = _new_spec(getattr(emb, "embedder", emb), model=model, layers=layers, aggregate=aggregate,
+                             excerpt_s=excerpt_s, precision=precision or spec.precision)
+        s = _Settings(spec, bool(patches), bool(tags))
         try:
-            st = Store.create(store_path, _manifest_for(emb, s), wait=wait)
+            st = Store.create(store_path, spec, wait=wait, **_manifest_extras(emb, s))
         except StoreExistsError:  # created by a concurrent run while we loaded the model
             st = Store.open(store_path, mode="a", wait=wait)
     try:
         return _run(st, disc, emb, t0=t0, model=model, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
-                    patches=patches, tags=tags, workers=workers, batch_size=batch_size, retry_failed=retry_failed,
-                    progress=progress, commit_every=commit_every, commit_seconds=commit_seconds, on_failure=on_failure)
+                    precision=precision, patches=patches, tags=tags, workers=workers, batch_size=batch_size,
+                    retry_failed=retry_failed, progress=progress, commit_every=commit_every,
+                    commit_seconds=commit_seconds, on_failure=on_failure)
     finally:
         st.close()
 
 
-def _load(model: str, batch_size: int) -> Any:
-    from .embedder import Embedder
-
-    return Embedder.from_pretrained(model, batch_size=batch_size)
+def _load(spec: VectorSpec, batch_size: int, st: Store | None = None) -> Any:
+    """An embedder that makes exactly ``spec``'s vectors (refused, naming the store, when the installed
+    weights differ from those the store was made with)."""
+    try:
+        return spec.embedder(batch_size=batch_size)
+    except SpecMismatchError as exc:
+        if st is None:
+            raise
+        raise StoreMismatchError(f"{st.path}: {exc}") from None
 
 
 def _run(
@@ -265,6 +267,7 @@ def _run(
     layers: Any,
     aggregate: str | None,
     excerpt_s: float | None,
+    precision: str | None,
     patches: bool | None,
     tags: bool | None,
     workers: int,
@@ -276,14 +279,7 @@ def _run(
     on_failure: Callable[[str, str], None] | None,
 ) -> dict:
     s = _resolve_settings(st, model=model, emb=emb, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
-                          patches=patches, tags=tags)
-    model_fp = emb.fingerprint if emb is not None else (
-        pretrained.model_fingerprint(s.model) if s.model != st.manifest.get("model") else None
-    )
-    if model_fp is None and s.model != st.manifest.get("model"):
-        emb = _load(s.model, batch_size)
-        model_fp = emb.fingerprint
-    _check_settings(st, s, model_fp)
+                          precision=precision, patches=patches, tags=tags)
 
     failures: list[dict] = [{"path": p, "error": f"{p}: {r}"} for p, r in disc.errors]
 
@@ -297,10 +293,10 @@ def _run(
             on_failure(p, f"{p}: {r}")
 
     # -- plan --
-    index: dict[str, tuple] = {}
+    index: dict[str, Item] = {}
     errors: dict[str, str] = {}
     for it in st.items():
-        index[it.path] = (it.size, it.mtime, it.status, it.row is not None, it.id)
+        index[it.path] = it
         if it.status == "failed" and it.error:
             errors[it.path] = it.error
     plan = _plan(disc.files, index, retry_failed=retry_failed, errors=errors)
@@ -352,8 +348,7 @@ def _run(
     interrupted = False
     if to_embed:
         if emb is None:
-            emb = _load(s.model, batch_size)
-            _check_settings(st, s, emb.fingerprint)
+            emb = _load(s.spec, batch_size, st)
         audio_s, decoded_s, embedded, interrupted = _embed_loop(
             st, emb, to_embed, s, workers=workers, progress=progress, commit_every=commit_every,
             commit_seconds=commit_seconds, fail=fail,
@@ -366,9 +361,10 @@ def _run(
         "store": str(st.path),
         "model": st.manifest.get("model"),
         "settings_fingerprint": st.fingerprint,
-        "layers": s.layers,
-        "aggregation": s.aggregation,
-        "excerpt_s": s.excerpt_s,
+        "layers": list(s.spec.selected_layers),
+        "aggregation": s.spec.aggregation,
+        "excerpt_s": s.spec.excerpt_s,
+        "precision": s.spec.precision,
         "found": len(disc.files),
         "embedded": embedded,
         "skipped": skipped,
@@ -413,9 +409,9 @@ def _embed_loop(
     audio_s, music_s, n_ok, since_commit, last_commit = 0.0, 0.0, 0, 0, time.perf_counter()
     gen = emb.embed_files(
         [f.path for f, _ in to_embed],
-        layers=s.layers,
-        aggregate=s.aggregation,
-        excerpt_s=s.excerpt_s,
+        layers=s.spec.embed_layers(),
+        aggregate=s.spec.aggregation,
+        excerpt_s=s.spec.excerpt_s,
         return_patches=s.patches,
         workers=workers,
     )
@@ -429,27 +425,29 @@ def _embed_loop(
                 fail(f.path, error)
                 if progress:
                     bar.write(f"embedkit: {error}", file=sys.stderr)
+            elif (bad := _non_finite(res, s)) is not None:
+                error = f"{f.path}: {bad}; not stored"
+                st.add_failed(f.path, error, size=f.size, mtime=f.mtime)
+                fail(f.path, error)
+                if progress:
+                    bar.write(f"embedkit: {error}", file=sys.stderr)
             else:
-                try:
-                    st.add_embedded(
-                        f.path,
-                        res.vector,
-                        size=f.size,
-                        mtime=f.mtime,
-                        sha256=h,
-                        duration_s=_file_duration(res),
-                        samplerate=res.samplerate,
-                        patch_vectors=res.patch_vectors if s.patches else None,
-                        patch_start_s=res.patch_start_s if s.patches else None,
-                        tags=res.tags if s.tags else None,
-                        padded=getattr(res, "padded", None),
-                    )
-                    n_ok += 1
-                    audio_s += float(res.duration_s or 0.0)
-                    music_s += _file_duration(res)
-                except StoreError as exc:
-                    st.add_failed(f.path, str(exc), size=f.size, mtime=f.mtime)
-                    fail(f.path, str(exc))
+                st.add_embedded(
+                    f.path,
+                    res.vector,
+                    size=f.size,
+                    mtime=f.mtime,
+                    sha256=h,
+                    duration_s=_file_duration(res),
+                    samplerate=res.samplerate,
+                    patch_vectors=res.patch_vectors if s.patches else None,
+                    patch_start_s=res.patch_start_s if s.patches else None,
+                    tags=res.tags if s.tags else None,
+                    padded=getattr(res, "padded", None),
+                )
+                n_ok += 1
+                audio_s += float(res.duration_s or 0.0)
+                music_s += _file_duration(res)
             since_commit += 1
             now = time.perf_counter()
             if since_commit >= commit_every or now - last_commit >= commit_seconds:
@@ -472,6 +470,18 @@ def _embed_loop(
         if interrupted:
             log.warning("interrupted: %d files embedded in this run are saved in %s; rerun to resume", n_ok, st.path)
     return music_s, audio_s, n_ok, interrupted
+
+
+def _non_finite(res: Any, s: _Settings) -> str | None:
+    """Why a result must not be stored (NaN/inf in its vector, tags or patch vectors), or None."""
+    if not np.all(np.isfinite(res.vector)):
+        return "the vector has NaN or infinite values (audio samples NaN or out of range?)"
+    tags = getattr(res, "tags", None)
+    if tags is not None and not np.all(np.isfinite(tags)):
+        return "the network output has NaN or infinite values (audio samples NaN or out of range?)"
+    if s.patches and res.patch_vectors is not None and not np.all(np.isfinite(res.patch_vectors)):
+        return "a patch vector has NaN or infinite values (audio samples NaN or out of range?)"
+    return None
 
 
 def _file_duration(res: Any) -> float:

@@ -74,11 +74,45 @@ def read_list(source: str | os.PathLike | IO[str]) -> list[str]:
     else:
         lines = source
     out = []
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         line = line.rstrip("\r\n")
+        if "\0" in line:
+            from .errors import EmbedkitError
+
+            name = "stdin" if not isinstance(source, (str, os.PathLike)) or str(source) == "-" else os.fspath(source)
+            raise EmbedkitError(f"{name} line {n}: contains a NUL byte; a list file holds one path per line as text "
+                                "(use a text file, or pass the files as arguments)")
         if line.strip() and not line.lstrip().startswith("#"):
             out.append(line.strip())
     return out
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, for messages: "named pipe (FIFO)", "socket", "device", ..."""
+    if _stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if _stat.S_ISSOCK(mode):
+        return "socket"
+    if _stat.S_ISCHR(mode) or _stat.S_ISBLK(mode):
+        return "device"
+    if _stat.S_ISDIR(mode):
+        return "folder"
+    return "special file"
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be embedded as a file (missing, a folder, a FIFO, ...), or None for a regular file.
+
+    Never opens the file (opening a FIFO would block)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "broken symlink" if os.path.islink(path) else "no such file"
+    except (OSError, ValueError) as exc:
+        return f"cannot access ({getattr(exc, 'strerror', None) or exc})"
+    if _stat.S_ISREG(st.st_mode):
+        return None
+    return f"not a regular file ({kind_of(st.st_mode)})"
 
 
 class _Walker:
@@ -135,15 +169,15 @@ class _Walker:
             reason = "broken symlink" if os.path.islink(path) else "no such file or folder"
             self.out.errors.append((path, reason))
             return
-        except OSError as exc:
-            self.out.errors.append((path, f"cannot access ({exc.strerror or exc})"))
+        except (OSError, ValueError) as exc:
+            self.out.errors.append((path, f"cannot access ({getattr(exc, 'strerror', None) or exc})"))
             return
         if _stat.S_ISDIR(st.st_mode):
             self.walk(path)
         elif _stat.S_ISREG(st.st_mode):
             self._add(path, st)  # an explicitly named file is embedded whatever its extension
         else:
-            self.out.errors.append((path, "not a regular file"))
+            self.out.errors.append((path, f"not a regular file ({kind_of(st.st_mode)})"))
 
     # -- walking --
 
@@ -205,7 +239,7 @@ class _Walker:
                 else:
                     self.out.skipped.append((path, reason))
             else:
-                self.out.skipped.append((path, "not a regular file"))
+                self.out.skipped.append((path, f"not a regular file ({kind_of(st.st_mode)})"))
 
 
 def discover(

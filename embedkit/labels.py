@@ -209,6 +209,7 @@ def read_labels(
     if not ti:
         raise LabelError(f"{p}: no label columns besides the key {header[ki]!r} (columns: {', '.join(header)})")
     if task == "auto":
+        _refuse_mixed_numbers(p, header, rows, ti)
         task = _guess_task(header, rows, ti)
     if task not in ("classification", "regression", "multilabel"):
         raise LabelError(f"unknown task {task!r}; expected auto, classification, regression or multilabel")
@@ -296,6 +297,21 @@ def read_labels(
         source=src, task=task, key_column=header[ki], keys=[keys[i] for i in keep], lines=[lines[i] for i in keep],
         y=y, names=names, groups=groups, split=splits, warnings=warn,
     )
+
+
+def _refuse_mixed_numbers(p: Any, header: list[str], rows: list[tuple[int, list[str]]], ti: list[int]) -> None:
+    """A column that is mostly numbers (≥ 2/3 of its values) but holds a few words is a typo, not classes:
+    an error naming the lines (pass --task classification to learn the values as classes anyway)."""
+    for i in ti:
+        present = [(line, f[i]) for line, f in rows if f[i].strip().lower() not in NAN_STRINGS]
+        words = [(line, v) for line, v in present if not _is_number(v)]
+        if present and words and len(present) - len(words) >= 2 * len(present) / 3:
+            shown = ", ".join(f"line {line}: {v!r}" for line, v in words[:5])
+            more = f" and {len(words) - 5} more" if len(words) > 5 else ""
+            raise LabelError(
+                f"{p}: column {header[i]!r} holds numbers except {shown}{more}; fix those lines, or pass "
+                f"--task classification (or regression) to say what the column is"
+            )
 
 
 def _guess_task(header: list[str], rows: list[tuple[int, list[str]]], ti: list[int]) -> str:
@@ -386,19 +402,27 @@ def bind(table: LabelTable, store: Any, *, strict: bool = False) -> Bound:
     failed: list[tuple[int, str, str]] = []
     for i, k in enumerate(table.keys):
         item = None
+        stale = False
         if table.keys_are_ids:
             if not k.lstrip("-").isdigit():
                 raise LabelError(f"{table.where(i)}: id {k!r} is not an integer")
-            item = store.get(int(k))
+            item = store.resolve(int(k))
         else:
-            item = store.get(k)
-            if item is None and not os.path.isabs(k):
-                item = store.get(str(base / k))
-            if item is None:
+            # the store's one rule: a stored path whose file is absent or unchanged; a changed file is stale
+            cands = [k] if os.path.isabs(k) else [k, str(base / k)]
+            item = None
+            for c in cands:
+                item = store.resolve(c, by_content=False)
+                if item is not None:
+                    break
+                stale = stale or store.get(c) is not None
+            if item is None and not stale and not any(os.path.exists(c) for c in cands):
                 if by_tail is None:
                     by_tail = _tail_index(store)
                 item = _match_tail(k, by_tail)
-        if item is None:
+        if item is None and stale:
+            failed.append((i, k, "file changed since it was embedded; rerun 'embedkit embed ... --store'"))
+        elif item is None:
             unknown.append((i, k))
         elif item.status != "ok" or item.row is None:
             failed.append((i, k, item.error or item.status))

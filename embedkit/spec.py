@@ -354,7 +354,7 @@ class VectorSpec:
         if self.models != other.models:
             out.append(f"model {self.model} ≠ {other.model}")
         elif any(a and b and a != b for a, b in zip(self.model_fingerprints, other.model_fingerprints)):
-            out.append(f"model fingerprint {str(self.model_fingerprint)[:12]}… ≠ {str(other.model_fingerprint)[:12]}… "
+            out.append(f"model fingerprint {str(self.model_fingerprint)[:16]}… ≠ {str(other.model_fingerprint)[:16]}… "
                        "(other weights or preprocessing)")
         if self.models == other.models and self.selected_layers != other.selected_layers:
             out.append(f"layers {','.join(self.selected_layers)} ≠ {','.join(other.selected_layers)}")

@@ -183,7 +183,7 @@ def test_fingerprint_and_settings_mismatch_refused(lib, tmp_path):
         embed_into_store([lib], tmp_path / "st", embedder=other, progress=False)
     msg = str(ei.value)
     assert emb.fingerprint[:16] in msg and other.fingerprint[:16] in msg and "\n" not in msg
-    with pytest.raises(StoreMismatchError, match="settings fingerprint .*layers=pool1,pool2,pool3,pool4,pool5"):
+    with pytest.raises(StoreMismatchError, match="layers=all .*layers=pool5 .*layers pool1,pool2,pool3,pool4,pool5 ≠ pool5"):
         embed_into_store([lib], tmp_path / "st", embedder=emb, layers="pool5", progress=False)
     with pytest.raises(StoreMismatchError):
         embed_into_store([lib], tmp_path / "st", embedder=emb, excerpt_s=30, progress=False)

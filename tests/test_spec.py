@@ -93,7 +93,7 @@ def test_invalid_fields_refused():
 def test_unknown_model_fingerprint_names_the_fetch_command():
     s = VectorSpec((ModelPart("msd_vgg", None, (Block("pool1", 128),)),))
     with pytest.raises(SpecError, match="embedkit models fetch msd_vgg"):
-        s.fingerprint
+        _ = s.fingerprint
 
 
 def _release_manifest(**over) -> dict:

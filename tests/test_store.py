@@ -49,7 +49,8 @@ def test_write_arrays_roundtrip(tmp_path):
     assert st.get(paths[5]).id == ids[5]
     assert st.get("/nope.ogg") is None
     assert [b["name"] for b in st.layout] == [f"pool{i}" for i in range(1, 6)]
-    assert st.layout[4] == {"name": "pool5", "start": 512, "stop": 640}
+    assert st.layout[4] == {"name": "pool5", "block": "pool5", "stat": "mean", "start": 512, "stop": 640}
+    assert st.spec.dim == 640 and st.spec.layers is None and st.spec.fingerprint == st.fingerprint
     assert st.dim == 640 and st.manifest["model"] == "msd_vgg"
     assert st.fingerprint == settings_fingerprint("test", layers=None, aggregation="mean", excerpt_s=None)
     assert st.model_fingerprint == "test"

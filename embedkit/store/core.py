@@ -1,365 +1,108 @@
-"""A self-describing, append-only, crash-safe embedding store on disk.
-
-Layout of a store directory::
-
-    STORE/
-      manifest.json       model, fingerprints, dim, layout (slice of each block), aggregation, ...
-      items.sqlite        item table (SQLite, WAL journal): id, path, size, mtime, sha256, duration,
-                          sample rate, status ("ok" | "failed" | "missing"), error, row of the vector
-      shards/vec-00000.f32     track vectors, raw little-endian float32, ``(rows, dim)`` row-major
-      shards/tag-00000.f32     optional tag probabilities, ``(rows, n_tags)``, same rows as vec
-      shards/pvec-00000.f32    optional per-patch vectors, ``(patch_rows, patch_dim)``
-      shards/pstart-00000.f64  start time (s) of each patch, ``(patch_rows,)`` float64
-      lock                fcntl lock held by the one writer
-
-A shard holds ``manifest["shard_rows"][kind]`` rows; row ``r`` lives in shard ``r // shard_rows`` at
-local row ``r % shard_rows``. Each shard is a plain array that numpy can memory-map::
-
-    np.memmap("STORE/shards/vec-00000.f32", dtype="<f4", mode="r").reshape(-1, dim)
+"""`Store`: open/create a store folder, read vectors, append embedded files, answer which item a key
+names (`Store.resolve`) and whether a file's stored vector is current (`Store.is_current`).
 
 Atomicity: a writer appends vector bytes past the committed row count, ``fsync``\\ s the shards, and only
-then commits (one SQLite transaction) the item rows that reference them together with the new row
-count. A crash at any instant leaves either the old committed state or the new one, plus at most some
-unreferenced bytes at the end of a shard, which are ignored by readers and trimmed by the next writer.
+then commits (one SQLite transaction) the item rows that reference them, the new row counts and the
+checksums of the appended segments. A crash at any instant leaves either the old committed state or the
+new one, plus at most some unreferenced bytes at the end of a shard, which readers ignore and the next
+writer trims — after it has checked that the manifest, the item table and the shards agree.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import errno
-import fcntl
-import hashlib
-import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .errors import EmbedkitError, ModelMismatchError
+from ..sidecar import os_error_text, sha256_file, write_text
+from ..spec import SpecMismatchError, VectorSpec
+from .errors import StoreCorruptError, StoreError, StoreExistsError, StoreMismatchError, verify_hint
+from .items import DB, ITEM_COLUMNS, SEGMENTS_SCHEMA, STATUSES, Conn, Item, connect, create_db, item_from_row, stat_matches
+from .lock import LOCK, acquire_lock, release_lock
+from .manifest import DEFAULT_SHARD_ROWS, MANIFEST, manifest_text, new_manifest, read_manifest
+from .shards import Shards
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-DB = "items.sqlite"
-LOCK = "lock"
 SHARDS = "shards"
-#: default rows per shard: 65,536 track vectors (160 MiB at dim 640) / 262,144 patch vectors.
-DEFAULT_SHARD_ROWS = {"vec": 65_536, "patch": 262_144}
-
-STATUSES = ("ok", "failed", "missing")
-
-
-class StoreError(EmbedkitError):
-    """The store is missing, corrupt, locked or used the wrong way (message names the store)."""
-
-
-class StoreExistsError(StoreError):
-    """`Store.create` found a store already there."""
-
-
-class StoreLockedError(StoreError):
-    """Another process is writing this store."""
-
-
-class StoreMismatchError(StoreError, ModelMismatchError):
-    """The store was made with another model, preprocessing or settings than the caller's."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One file known to the store. ``row`` is None unless the file was embedded.
-
-    ``mtime`` is seconds since the epoch (float), ``size`` bytes, ``duration_s`` seconds of audio.
-    """
-
-    id: int
-    path: str
-    size: int | None
-    mtime: float | None
-    sha256: str | None
-    duration_s: float | None
-    samplerate: int | None
-    status: str
-    error: str | None
-    row: int | None
-    patch_row: int | None = None
-    n_patches: int | None = None
-    padded: bool | None = None
-    updated: float | None = None
-
-
-_ITEM_COLUMNS = [f.name for f in fields(Item)]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL UNIQUE,
-    size INTEGER,
-    mtime REAL,
-    sha256 TEXT,
-    duration_s REAL,
-    samplerate INTEGER,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'missing')),
-    error TEXT,
-    row INTEGER,
-    patch_row INTEGER,
-    n_patches INTEGER,
-    padded INTEGER,
-    updated REAL
-);
-CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
-CREATE INDEX IF NOT EXISTS items_status ON items (status);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('n_rows', 0), ('n_patch_rows', 0);
-"""
-
-
-def settings_fingerprint(
-    model_fingerprint: str, *, layers: Sequence[str] | None, aggregation: str, excerpt_s: float | None
-) -> str:
-    """sha256 hex of everything that decides a stored vector: model fingerprint + layers + aggregation + excerpt."""
-    doc = {
-        "model": model_fingerprint,
-        "layers": list(layers) if layers is not None else None,
-        "aggregation": aggregation,
-        "excerpt_s": None if excerpt_s is None else float(excerpt_s),
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+#: shard kinds and which row counter they follow
+_KINDS = {"vec": "n_rows", "tag": "n_rows", "pvec": "n_patch_rows", "pstart": "n_patch_rows"}
 
 
 def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-def _layout_entries(layout: Any, dim: int) -> list[dict]:
-    """Normalise a layout (FeatureLayout, [(name, size)], [{"name","start","stop"}] or None) to dicts."""
-    if layout is None:
-        return [{"name": "all", "start": 0, "stop": int(dim)}]
-    blocks = getattr(layout, "blocks", None)
-    if blocks is not None:
-        layout = [(b.name, b.size) for b in blocks]
-    out: list[dict] = []
-    start = 0
-    for entry in layout:
-        if isinstance(entry, dict):
-            d = {**entry, "name": str(entry["name"]), "start": int(entry["start"]), "stop": int(entry["stop"])}
-        else:
-            name, size = entry
-            d = {"name": str(name), "start": start, "stop": start + int(size)}
-        out.append(d)
-        b = d["stop"]
-        start = b
-    return out
-
-
-def _default_layout(model: str, dim: int) -> list[dict]:
-    if model == "msd_vgg" and dim == 640:
-        return _layout_entries([(f"pool{i}", 128) for i in range(1, 6)], dim)
-    return _layout_entries(None, dim)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class _Shards:
-    """Append-only row arrays split into fixed-size shard files: ``{prefix}-{k:05d}.{ext}``."""
-
-    def __init__(self, root: Path, prefix: str, width: int, dtype: str, rows_per_shard: int) -> None:
-        self.root, self.prefix, self.width = root, prefix, int(width)
-        self.dtype = np.dtype(dtype)
-        self.ext = "f32" if self.dtype == np.float32 else "f64"
-        self.rows_per_shard = int(rows_per_shard)
-        self.row_bytes = self.width * self.dtype.itemsize
-        self._dirty: dict[int, Any] = {}  # shard index -> open file (writer only)
-
-    def file(self, k: int) -> Path:
-        return self.root / f"{self.prefix}-{k:05d}.{self.ext}"
-
-    def _n_shards(self, n_rows: int) -> int:
-        return (n_rows + self.rows_per_shard - 1) // self.rows_per_shard
-
-    def check(self, n_rows: int, store: Path) -> None:
-        """Raise if a shard holds fewer bytes than the committed rows need."""
-        for k in range(self._n_shards(n_rows)):
-            need = min(self.rows_per_shard, n_rows - k * self.rows_per_shard) * self.row_bytes
-            f = self.file(k)
-            have = f.stat().st_size if f.exists() else -1
-            if have < need:
-                raise StoreError(
-                    f"{store}: shard {f.name} is {'missing' if have < 0 else f'{have} bytes'}, "
-                    f"the item table needs {need} bytes (store damaged)"
-                )
-
-    def trim(self, n_rows: int) -> None:
-        """Drop bytes past the committed ``n_rows`` (left by a crashed writer) and stray later shards."""
-        last = self._n_shards(n_rows)
-        for k in range(last):
-            need = min(self.rows_per_shard, n_rows - k * self.rows_per_shard) * self.row_bytes
-            f = self.file(k)
-            if f.exists() and f.stat().st_size > need:
-                os.truncate(f, need)
-        k = last
-        while self.file(k).exists():
-            self.file(k).unlink()
-            k += 1
-
-    def write(self, first_row: int, data: np.ndarray) -> None:
-        """Write rows ``first_row ..`` (not yet durable: call `sync`)."""
-        data = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<")).reshape(-1, self.width)
-        r, i = first_row, 0
-        while i < data.shape[0]:
-            k, local = divmod(r, self.rows_per_shard)
-            n = min(self.rows_per_shard - local, data.shape[0] - i)
-            f = self._dirty.get(k)
-            if f is None:
-                path = self.file(k)
-                f = open(path, "r+b" if path.exists() else "w+b")
-                self._dirty[k] = f
-            f.seek(local * self.row_bytes)
-            f.write(data[i : i + n].tobytes())
-            r += n
-            i += n
-
-    def sync(self) -> None:
-        for f in self._dirty.values():
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-        if self._dirty:
-            _fsync_dir(self.root)
-        self._dirty.clear()
-
-    def discard(self) -> None:
-        for f in self._dirty.values():
-            with contextlib.suppress(OSError):
-                f.close()
-        self._dirty.clear()
-
-    def read(self, rows: np.ndarray, n_rows: int) -> np.ndarray:
-        """Rows ``rows`` (any order, repeats allowed) as a new ``(len(rows), width)`` array."""
-        rows = np.asarray(rows, dtype=np.int64).ravel()
-        out = np.empty((rows.size, self.width), dtype=self.dtype)
-        if rows.size == 0:
-            return out
-        if rows.min() < 0 or rows.max() >= n_rows:
-            raise StoreError(f"row out of range (0..{n_rows - 1}) in {self.root}")
-        shard_of = rows // self.rows_per_shard
-        for k in np.unique(shard_of):
-            sel = shard_of == k
-            n_in = min(self.rows_per_shard, n_rows - int(k) * self.rows_per_shard)
-            mm = np.memmap(self.file(int(k)), dtype=self.dtype.newbyteorder("<"), mode="r", shape=(n_in, self.width))
-            out[sel] = mm[rows[sel] - int(k) * self.rows_per_shard]
-            del mm
-        return out
-
-    def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob(f"{self.prefix}-*.{self.ext}"))
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (the content hash stored per item)."""
+    return sha256_file(path, chunk=chunk)
 
 
 class Store:
     """An embedding store directory. Create with `Store.create`, open with `Store.open`.
 
-    Read API: ``len(st)``, `ids`, `vectors`, `items`, `get`, `tags`, `patch_vectors`, `iter_vectors`.
-    Write API (mode "a"): `add_embedded`, `add_failed`, `mark_missing`, `transaction`.
+    Read API: ``len(st)``, `spec`, `ids`, `vectors`, `rows`, `items`, `get`, `resolve`, `is_current`, `tags`,
+    `patch_vectors`, `iter_vectors`. Write API (mode "a"): `add_embedded`, `add_failed`, `add_alias`, `move`,
+    `mark_missing`, `delete`, `transaction`.
     """
 
-    def __init__(self, path: Path, manifest: dict, conn: sqlite3.Connection, mode: str, lock_fd: int | None) -> None:
+    def __init__(self, path: Path, manifest: dict, spec: VectorSpec, conn: Conn, mode: str, lock_fd: int | None) -> None:
         self.path = path
         self.manifest = manifest
+        self._spec = spec
         self.mode = mode
         self._conn = conn
         self._lock_fd = lock_fd
         self._in_tx = 0
         rows = manifest.get("shard_rows", DEFAULT_SHARD_ROWS)
         sdir = path / SHARDS
-        self._vec = _Shards(sdir, "vec", manifest["dim"], "float32", rows["vec"])
-        self._tag = _Shards(sdir, "tag", manifest["n_tags"], "float32", rows["vec"]) if manifest.get("n_tags") else None
+        self._vec = Shards(sdir, "vec", spec.dim, "float32", rows["vec"])
+        self._tag = Shards(sdir, "tag", manifest["n_tags"], "float32", rows["vec"]) if manifest.get("n_tags") else None
         pdim = manifest.get("patch_dim")
-        self._pvec = _Shards(sdir, "pvec", pdim, "float32", rows["patch"]) if pdim else None
-        self._pstart = _Shards(sdir, "pstart", 1, "float64", rows["patch"]) if pdim else None
+        self._pvec = Shards(sdir, "pvec", pdim, "float32", rows["patch"]) if pdim else None
+        self._pstart = Shards(sdir, "pstart", 1, "float64", rows["patch"]) if pdim else None
         self._n_rows, self._n_patch_rows = self._committed_counts()
         self._pending_rows, self._pending_patch_rows = self._n_rows, self._n_patch_rows
+        self._load_segments()
 
     # ---- creation / opening ------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, manifest: dict, *, wait: float = 0.0) -> Store:
+    def create(cls, path: str | os.PathLike, manifest: dict | VectorSpec, *, wait: float = 0.0, **extra: Any) -> Store:
         """Create a new store at ``path`` (must not exist or be an empty folder); returns it open in mode "a".
 
-        ``manifest`` needs ``model``, ``fingerprint`` (model fingerprint) and ``dim``; optional keys:
-        ``layout``, ``aggregation`` ("mean"), ``layers`` (None = all), ``excerpt_s``, ``patch_dim``
-        (enables per-patch vectors), ``n_tags`` and ``tag_labels`` (enable tags), ``shard_rows``.
+        ``manifest``: a `VectorSpec` (+ ``extra`` keys: ``patch_dim`` (True = the spec's), ``n_tags``,
+        ``tag_labels``, ``shard_rows``, ``sample_rate``) or a dict with ``model``, ``fingerprint`` (model
+        fingerprint), ``dim`` and optional ``layout``, ``aggregation``, ``layers``, ``excerpt_s``, ... as before.
         """
         p = Path(path)
         if (p / MANIFEST).exists():
             raise StoreExistsError(f"{p}: a store already exists here")
         if p.exists() and (not p.is_dir() or any(x.name not in (DB, LOCK, SHARDS) for x in p.iterdir())):
             raise StoreError(f"{p}: exists and is not an empty folder, cannot create a store there")
-        for key in ("model", "fingerprint", "dim"):
-            if key not in manifest:
-                raise StoreError(f"{p}: manifest lacks '{key}'")
-        m = dict(manifest)
-        m["dim"] = int(m["dim"])
-        m.setdefault("aggregation", "mean")
-        m.setdefault("layers", None)
-        m.setdefault("excerpt_s", None)
-        m["layout"] = (
-            _layout_entries(m["layout"], m["dim"]) if m.get("layout") is not None else _default_layout(m["model"], m["dim"])
-        )
-        m.setdefault("patch_dim", None)
-        m.setdefault("n_tags", 0)
-        m.setdefault("tag_labels", None)
-        m.setdefault("shard_rows", dict(DEFAULT_SHARD_ROWS))
-        m.setdefault(
-            "settings_fingerprint",
-            settings_fingerprint(m["fingerprint"], layers=m["layers"], aggregation=m["aggregation"], excerpt_s=m["excerpt_s"]),
-        )
-        m.setdefault("embedkit_version", __version__)
-        m.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        m["format_version"] = FORMAT_VERSION
-        p.mkdir(parents=True, exist_ok=True)
-        (p / SHARDS).mkdir(exist_ok=True)
-        lock_fd = _acquire_lock(p, wait)
+        m, spec = new_manifest(manifest, p, **extra)
+        text = manifest_text(m)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+            (p / SHARDS).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(os_error_text(p, exc, action="cannot create the store")) from None
+        lock_fd = acquire_lock(p, wait)
+        conn = None
         try:
             if (p / MANIFEST).exists():  # another process created it while we waited for the lock
                 raise StoreExistsError(f"{p}: a store already exists here")
-            conn = _connect(p / DB, readonly=False)
-            conn.executescript(_SCHEMA)
-            conn.commit()
-            _atomic_write_text(p / MANIFEST, json.dumps(m, indent=2, sort_keys=True) + "\n")
+            if (p / DB).exists():  # left by a create that died before writing the manifest
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        (p / (DB + suffix)).unlink()
+            conn = create_db(p / DB)
+            conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest', ?)", (text,))
+            write_text(p / MANIFEST, text)  # written last: its presence marks a complete store
         except BaseException:
-            _release_lock(lock_fd)
+            if conn is not None:
+                conn.close()
+            release_lock(lock_fd)
             raise
-        return cls(p, m, conn, "a", lock_fd)
+        return cls(p, m, spec, conn, "a", lock_fd)
 
     @classmethod
     def open(
@@ -370,40 +113,48 @@ class Store:
         wait: float = 0.0,
         fingerprint: str | None = None,
         model_fingerprint: str | None = None,
+        spec: VectorSpec | None = None,
     ) -> Store:
         """Open an existing store. ``mode``: "r" read-only (no lock) or "a" append (exclusive lock).
 
         ``wait``: seconds to wait for another writer's lock (0 = fail at once). ``fingerprint`` /
-        ``model_fingerprint``: refuse (`StoreMismatchError`) a store made with other settings/model.
+        ``model_fingerprint`` / ``spec``: refuse (`StoreMismatchError`) a store made with other settings/model.
+        The manifest, the item table and the shards are checked against each other first (one-line
+        `StoreError` naming the wrong file and the repair); only then does a writer trim crash leftovers.
         """
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', given mode={mode!r}")
         p = Path(path)
-        mpath = p / MANIFEST
-        if not mpath.exists():
-            what = "no such folder" if not p.exists() else "not an embedkit store (no manifest.json)"
-            raise StoreError(f"{p}: {what}")
+        m, sp = read_manifest(p)
+        lock_fd = acquire_lock(p, wait) if mode == "a" else None
+        conn = None
         try:
-            m = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{p}: unreadable manifest.json ({exc})") from None
-        if int(m.get("format_version", 0)) > FORMAT_VERSION:
-            raise StoreError(
-                f"{p}: store format {m.get('format_version')} is newer than this embedkit ({FORMAT_VERSION}); upgrade embedkit"
-            )
-        lock_fd = _acquire_lock(p, wait) if mode == "a" else None
-        try:
-            conn = _connect(p / DB, readonly=(mode == "r"))
-            st = cls(p, m, conn, mode, lock_fd)
+            conn = connect(p / DB, readonly=(mode == "r"))
+            if mode == "a":
+                conn.executescript(SEGMENTS_SCHEMA)
+            st = cls(p, m, sp, conn, mode, lock_fd)
+            st._validate()
             if mode == "a":
                 st._trim()
-            st._check_shards()
+                st._keep_manifest_copy()
             st.check_compatible(settings_fingerprint=fingerprint, model_fingerprint=model_fingerprint)
+            if spec is not None:
+                st.check_spec(spec)
         except BaseException:
+            if conn is not None:
+                conn.close()
             if lock_fd is not None:
-                _release_lock(lock_fd)
+                release_lock(lock_fd)
             raise
         return st
+
+    def check_spec(self, spec: VectorSpec, *, what: str = "this run") -> None:
+        """Raise `StoreMismatchError` (one line, both sides) unless ``spec`` describes this store's vectors."""
+        try:
+            self.spec.check_compatible(spec, what=f"store {self.path}", other_what=what,
+                                       hint="use the store's model and settings (leave those options out), or embed into a new store")
+        except SpecMismatchError as exc:
+            raise StoreMismatchError(str(exc)) from None
 
     def check_compatible(self, *, settings_fingerprint: str | None = None, model_fingerprint: str | None = None) -> None:
         """Raise `StoreMismatchError` naming both fingerprints when they differ from this store's."""
@@ -420,15 +171,75 @@ class Store:
 
     def describe_settings(self) -> str:
         """``model=msd_vgg layers=all aggregation=mean excerpt=none`` for messages."""
-        m = self.manifest
-        layers = ",".join(m["layers"]) if m.get("layers") else "all"
-        ex = "none" if m.get("excerpt_s") is None else f"{m['excerpt_s']:g}s"
-        return f"model={m.get('model')} layers={layers} aggregation={m.get('aggregation')} excerpt={ex}"
+        return self.spec.describe()
+
+    # ---- consistency -------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        """Check that the item table, its meta counts, the segment checksums and the shard sizes agree
+        (cheap: a few SQL aggregates and stat calls). Raises `StoreCorruptError` naming the wrong file."""
+        db = self.path / DB
+        hint = verify_hint(self.path)
+        self._conn.execute("BEGIN")  # one snapshot: a writer may commit between our statements
+        try:
+            self._n_rows, self._n_patch_rows = self._committed_counts()
+            self._pending_rows, self._pending_patch_rows = self._n_rows, self._n_patch_rows
+            self._load_segments()
+            r = self._conn.fetchone(
+                "SELECT MAX(row), MAX(patch_row + n_patches), MIN(row), MIN(patch_row) FROM items"
+            )
+        finally:
+            self._conn.commit()
+        n, np_ = self._n_rows, self._n_patch_rows
+        max_row, max_prow, min_row, min_prow = r[0], r[1], r[2], r[3]
+        if max_row is not None and (max_row >= n or min_row < 0):
+            raise StoreCorruptError(f"{db}: items refer to vector row {max_row} but the table commits {n} rows "
+                                    f"(edited or damaged item table); {hint}")
+        if self._pvec is not None and max_prow is not None and (max_prow > np_ or min_prow < 0):
+            raise StoreCorruptError(f"{db}: items refer to patch rows up to {max_prow} but the table commits "
+                                    f"{np_} (edited or damaged item table); {hint}")
+        for s in self._shards():
+            limit = n if _KINDS[s.prefix] == "n_rows" else np_
+            segs = s.segments
+            if segs and max(b for _, b, _ in segs) > limit:
+                raise StoreCorruptError(
+                    f"{db}: the meta table commits {limit} {s.prefix} rows but checksums exist up to row "
+                    f"{max(b for _, b, _ in segs)} (edited or damaged item table); {hint}")
+            s.check(limit)
+
+    def _trim(self) -> None:
+        for s in self._shards():
+            s.trim(self._n_patch_rows if _KINDS[s.prefix] == "n_patch_rows" else self._n_rows)
+
+    def _keep_manifest_copy(self) -> None:
+        """Keep the (validated) manifest text in items.sqlite so that verify --repair can restore it."""
+        try:
+            text = (self.path / MANIFEST).read_text(encoding="utf-8")
+        except OSError:
+            return
+        row = self._conn.fetchone("SELECT value FROM sidecar WHERE key = 'manifest'")
+        if row is None or row[0] != text:
+            self._conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest', ?)", (text,))
+
+    def _load_segments(self) -> None:
+        if not self._conn.has_table("segments"):
+            return
+        by_kind: dict[str, list[tuple[int, int, str]]] = {}
+        for kind, a, b, h in self._conn.fetchall("SELECT kind, start, stop, sha256 FROM segments"):
+            by_kind.setdefault(kind, []).append((int(a), int(b), str(h)))
+        for s in self._shards():
+            s.set_segments(by_kind.get(s.prefix, []))
 
     # ---- properties --------------------------------------------------------------------------
 
     @property
+    def spec(self) -> VectorSpec:
+        """The `VectorSpec` of this store's vectors (model(s), layers, aggregation, excerpt, precision, layout)."""
+        return self._spec
+
+    @property
     def fingerprint(self) -> str:
+        """The settings fingerprint (= ``spec.fingerprint``)."""
         return self.manifest["settings_fingerprint"]
 
     @property
@@ -437,7 +248,7 @@ class Store:
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["dim"])
+        return self._spec.dim
 
     @property
     def has_patches(self) -> bool:
@@ -453,11 +264,11 @@ class Store:
 
     @property
     def layout(self) -> list[dict]:
-        """``[{"name", "start", "stop"}]``: the column slice of each feature block in a vector."""
+        """``[{"name", "start", "stop", ...}]``: the column slice of each feature block in a vector."""
         return self.manifest["layout"]
 
     def __len__(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM items WHERE status = 'ok'").fetchone()[0])
+        return int(self._conn.fetchone("SELECT COUNT(*) FROM items WHERE status = 'ok'")[0])
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, n={len(self)}, dim={self.dim}, model={self.manifest.get('model')!r})"
@@ -477,7 +288,7 @@ class Store:
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
         if self._lock_fd is not None:
-            _release_lock(self._lock_fd)
+            release_lock(self._lock_fd)
             self._lock_fd = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort
@@ -487,26 +298,36 @@ class Store:
     # ---- read API ----------------------------------------------------------------------------
 
     def _committed_counts(self) -> tuple[int, int]:
-        rows = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-        return int(rows.get("n_rows", 0)), int(rows.get("n_patch_rows", 0))
+        rows = dict(self._conn.fetchall("SELECT key, value FROM meta"))
+        out = []
+        for key in ("n_rows", "n_patch_rows"):
+            v = rows.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise StoreCorruptError(f"{self.path / DB}: meta '{key}' is {v!r:.30}, not a row count "
+                                        f"(edited or damaged item table); {verify_hint(self.path)}")
+            out.append(int(v))
+        return out[0], out[1]
 
     def refresh(self) -> None:
         """Re-read the committed row counts (a reader sees rows another process committed since)."""
         if not self._in_tx:
+            before = (self._n_rows, self._n_patch_rows)
             self._n_rows, self._n_patch_rows = self._committed_counts()
             self._pending_rows, self._pending_patch_rows = self._n_rows, self._n_patch_rows
+            if (self._n_rows, self._n_patch_rows) != before:
+                self._load_segments()
 
     def _row_limit(self) -> int:
         return self._pending_rows if self._in_tx else self._n_rows
 
     def ids(self) -> np.ndarray:
         """Ids of the embedded (status "ok") items, ascending, ``(n,) int64``."""
-        r = self._conn.execute("SELECT id FROM items WHERE status = 'ok' ORDER BY id").fetchall()
+        r = self._conn.fetchall("SELECT id FROM items WHERE status = 'ok' ORDER BY id")
         return np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r))
 
     def _rows_for(self, ids: Sequence[int] | np.ndarray | None, column: str = "row") -> tuple[np.ndarray, np.ndarray]:
         """(ids, rows) for embedded items; ``ids`` None = all in ascending id order."""
-        r = self._conn.execute(f"SELECT id, {column} FROM items WHERE status = 'ok' ORDER BY id").fetchall()
+        r = self._conn.fetchall(f"SELECT id, {column} FROM items WHERE status = 'ok' ORDER BY id")
         # Row counts only grow, so reading them *after* the items keeps every referenced row in range.
         self.refresh()
         all_ids = np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r))
@@ -560,51 +381,102 @@ class Store:
 
     def items(self, status: str | None = None) -> list[Item]:
         """All items (ascending id), or those with ``status`` ("ok", "failed", "missing")."""
-        cols = ", ".join(_ITEM_COLUMNS)
+        cols = ", ".join(ITEM_COLUMNS)
         if status is None:
-            r = self._conn.execute(f"SELECT {cols} FROM items ORDER BY id").fetchall()
+            r = self._conn.fetchall(f"SELECT {cols} FROM items ORDER BY id")
         else:
             if status not in STATUSES:
                 raise ValueError(f"status must be one of {STATUSES}, given status={status!r}")
-            r = self._conn.execute(f"SELECT {cols} FROM items WHERE status = ? ORDER BY id", (status,)).fetchall()
-        return [_item(x) for x in r]
+            r = self._conn.fetchall(f"SELECT {cols} FROM items WHERE status = ? ORDER BY id", (status,))
+        return [item_from_row(x) for x in r]
 
     def get(self, key: int | str | os.PathLike) -> Item | None:
-        """The item with id ``key`` (int) or path ``key`` (as stored, or its absolute form); None if unknown."""
-        cols = ", ".join(_ITEM_COLUMNS)
-        if isinstance(key, (int, np.integer)):
-            r = self._conn.execute(f"SELECT {cols} FROM items WHERE id = ?", (int(key),)).fetchone()
-            return _item(r) if r else None
-        for candidate in dict.fromkeys([str(key), os.path.abspath(key), os.path.realpath(key)]):
-            r = self._conn.execute(f"SELECT {cols} FROM items WHERE path = ?", (candidate,)).fetchone()
+        """The item with id ``key`` (int) or stored path ``key`` (as stored, or its absolute/real form); None
+        if unknown. No freshness check: see `resolve` for "which item is this file now"."""
+        cols = ", ".join(ITEM_COLUMNS)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            r = self._conn.fetchone(f"SELECT {cols} FROM items WHERE id = ?", (int(key),))
+            return item_from_row(r) if r else None
+        for candidate in _path_forms(key):
+            r = self._conn.fetchone(f"SELECT {cols} FROM items WHERE path = ?", (candidate,))
             if r:
-                return _item(r)
+                return item_from_row(r)
         return None
+
+    def resolve(self, key: int | str | os.PathLike, *, by_content: bool = True) -> Item | None:
+        """The item a key names now — the one rule for labels, search, recommend, predict and collection.
+
+        - an int (or numpy integer): the item with that id;
+        - a path of a stored item: that item, if the file is absent (its stored vector stands for it) or
+          `is_current`; a file that changed since is not that item any more;
+        - any existing file (``by_content``): an item with a vector whose content hash equals the file's
+          (the same audio stored under another path);
+        - else None (the caller embeds the file itself, or reports the key as unknown).
+
+        The returned item may have status "failed" or "missing"; callers check ``item.status == "ok"``.
+        """
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return self.get(int(key))
+        item = self.get(key)
+        path = os.fspath(key)
+        try:
+            st = os.stat(path)
+            exists = os.path.isfile(path)
+        except (OSError, ValueError):
+            st, exists = None, False
+        if item is not None:
+            if not exists or self.is_current(path, item=item, stat=st):
+                return item
+        if not exists or not by_content:
+            return None
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            return None
+        same = self.find_by_hash(digest)
+        same.sort(key=lambda it: (it.status != "ok", it.id))
+        return same[0] if same else None
+
+    def is_current(self, path: str | os.PathLike, *, item: Item | None = None, stat: os.stat_result | None = None) -> bool:
+        """Whether the stored vector of ``path`` (or ``item``) is the vector of the file as it is now.
+
+        The one freshness rule: path + size + mtime match the item (cheap), else the content hash must
+        equal the stored sha256. An item recorded without size/mtime/hash (arrays written by
+        `write_arrays`) is taken as current. False when the file cannot be read or has no stored vector.
+        """
+        item = item if item is not None else self.get(path)
+        if item is None or item.row is None or item.status == "failed":
+            return False
+        if item.size is None and item.mtime is None and item.sha256 is None:
+            return True
+        try:
+            st = stat if stat is not None else os.stat(path)
+        except (OSError, ValueError):
+            return False
+        if stat_matches(item, st.st_size, st.st_mtime):
+            return True
+        if item.sha256 is None:
+            return False
+        try:
+            return file_sha256(path) == item.sha256
+        except OSError:
+            return False
 
     def find_by_hash(self, sha256: str) -> list[Item]:
         """Items with content hash ``sha256`` that have a vector (status "ok" or "missing")."""
-        cols = ", ".join(_ITEM_COLUMNS)
-        r = self._conn.execute(
-            f"SELECT {cols} FROM items WHERE sha256 = ? AND row IS NOT NULL ORDER BY id", (sha256,)
-        ).fetchall()
-        return [_item(x) for x in r]
+        cols = ", ".join(ITEM_COLUMNS)
+        r = self._conn.fetchall(f"SELECT {cols} FROM items WHERE sha256 = ? AND row IS NOT NULL ORDER BY id", (sha256,))
+        return [item_from_row(x) for x in r]
 
     def counts(self) -> dict[str, int]:
         """``{"ok": n, "failed": n, "missing": n}``."""
         out = dict.fromkeys(STATUSES, 0)
-        for status, n in self._conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status"):
+        for status, n in self._conn.fetchall("SELECT status, COUNT(*) FROM items GROUP BY status"):
             out[status] = int(n)
         return out
 
-    def stat_index(self) -> dict[str, tuple[int | None, float | None, str, bool]]:
-        """``path -> (size, mtime, status, has_vector)`` for every item: one query, for fast resume checks."""
-        return {
-            p: (s, m, st, row is not None)
-            for p, s, m, st, row in self._conn.execute("SELECT path, size, mtime, status, row FROM items")
-        }
-
     def total_duration_s(self) -> float:
-        r = self._conn.execute("SELECT COALESCE(SUM(duration_s), 0) FROM items WHERE status = 'ok'").fetchone()
+        r = self._conn.fetchone("SELECT COALESCE(SUM(duration_s), 0) FROM items WHERE status = 'ok'")
         return float(r[0])
 
     def disk_bytes(self) -> int:
@@ -647,6 +519,8 @@ class Store:
             raise StoreError(f"{self.path}: a transaction is already open")
         self._conn.execute("BEGIN IMMEDIATE")
         self._in_tx = 1
+        for s in self._shards():
+            s.begin(self._n_patch_rows if _KINDS[s.prefix] == "n_patch_rows" else self._n_rows)
 
     def commit(self) -> None:
         """Make the open group durable: fsync the shards, then commit the rows that reference them."""
@@ -671,30 +545,45 @@ class Store:
         self._pending_rows, self._pending_patch_rows = self._n_rows, self._n_patch_rows
 
     def _commit(self) -> None:
+        segs = []
         try:
             for s in self._shards():
+                seg = s.segment(self._pending_patch_rows if _KINDS[s.prefix] == "n_patch_rows" else self._pending_rows)
+                segs.append((s, seg))
                 s.sync()  # vector bytes durable *before* the rows that reference them are committed
+            for s, seg in segs:
+                if seg is not None:
+                    self._conn.execute("INSERT OR REPLACE INTO segments (kind, start, stop, sha256) VALUES (?, ?, ?, ?)",
+                                       (s.prefix, *seg))
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'n_rows'", (self._pending_rows,))
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'n_patch_rows'", (self._pending_patch_rows,))
             self._conn.commit()
         except BaseException:
             self._rollback()
             raise
+        for s, seg in segs:
+            s.committed(seg)
         self._in_tx = 0
         self._n_rows, self._n_patch_rows = self._pending_rows, self._pending_patch_rows
 
-    def _shards(self) -> list[_Shards]:
+    def _shard(self, kind: str) -> Shards:
+        s = {"vec": self._vec, "tag": self._tag, "pvec": self._pvec, "pstart": self._pstart}[kind]
+        if s is None:
+            raise StoreError(f"{self.path}: store has no {kind} shards")
+        return s
+
+    def _shards(self) -> list[Shards]:
         return [s for s in (self._vec, self._tag, self._pvec, self._pstart) if s is not None]
 
     def _upsert(self, values: dict) -> int:
         values = {**values, "updated": time.time()}
         cols = list(values)
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "path")
-        r = self._conn.execute(
+        r = self._conn.fetchone(
             f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
             f"ON CONFLICT(path) DO UPDATE SET {sets} RETURNING id",
             [values[c] for c in cols],
-        ).fetchone()
+        )
         return int(r[0])
 
     def add_embedded(
@@ -716,7 +605,7 @@ class Store:
 
         ``vector``: ``(dim,) float32``; ``patch_vectors``: ``(n_patches, patch_dim)`` with
         ``patch_start_s`` ``(n_patches,)`` seconds (required iff the store keeps patches);
-        ``tags``: ``(n_tags,)`` (required iff the store keeps tags).
+        ``tags``: ``(n_tags,)`` (required iff the store keeps tags). Non-finite values are refused.
         """
         self._require_writer()
         v = np.asarray(vector, dtype=np.float32).ravel()
@@ -730,6 +619,8 @@ class Store:
             tags = np.asarray(tags, dtype=np.float32).ravel()
             if tags.shape[0] != self._tag.width:
                 raise StoreError(f"{path}: {tags.shape[0]} tag values, store {self.path} holds {self._tag.width}")
+            if not np.all(np.isfinite(tags)):
+                raise StoreError(f"{path}: tag probabilities have NaN or infinite values, not stored")
         if self._pvec is not None:
             if patch_vectors is None or patch_start_s is None:
                 raise StoreError(f"{path}: store {self.path} keeps per-patch vectors, none given")
@@ -737,6 +628,8 @@ class Store:
             patch_start_s = np.asarray(patch_start_s, dtype=np.float64).ravel()
             if patch_start_s.shape[0] != patch_vectors.shape[0]:
                 raise StoreError(f"{path}: {patch_vectors.shape[0]} patch vectors but {patch_start_s.shape[0]} start times")
+            if not (np.all(np.isfinite(patch_vectors)) and np.all(np.isfinite(patch_start_s))):
+                raise StoreError(f"{path}: patch vectors have NaN or infinite values, not stored")
         with self.transaction():
             row = self._pending_rows
             self._vec.write(row, v[None, :])
@@ -847,18 +740,11 @@ class Store:
 
     # ---- maintenance -------------------------------------------------------------------------
 
-    def _trim(self) -> None:
-        for s in self._shards():
-            s.trim(self._n_patch_rows if s.prefix in ("pvec", "pstart") else self._n_rows)
-
-    def _check_shards(self) -> None:
-        for s in self._shards():
-            s.check(self._n_patch_rows if s.prefix in ("pvec", "pstart") else self._n_rows, self.path)
-
     def info(self) -> dict:
         """Summary for ``embedkit store info``: counts, dims, model, settings, disk size, hours of audio."""
         m = self.manifest
         c = self.counts()
+        sp = self.spec
         return {
             "path": str(self.path),
             "model": m.get("model"),
@@ -868,8 +754,10 @@ class Store:
             "layout": m.get("layout"),
             "layers": m.get("layers"),
             "model_blocks": m.get("model_blocks"),
-            "aggregation": m.get("aggregation"),
-            "excerpt_s": m.get("excerpt_s"),
+            "aggregation": sp.aggregation,
+            "excerpt_s": sp.excerpt_s,
+            "precision": sp.precision,
+            "models": list(sp.models),
             "patches": self.has_patches,
             "patch_dim": m.get("patch_dim"),
             "tags": self.has_tags,
@@ -878,92 +766,23 @@ class Store:
             "missing": c["missing"],
             "vector_rows": self._n_rows,
             "patch_rows": self._n_patch_rows,
+            "unchecked_rows": self._vec.unchecked_rows(self._n_rows),
             "audio_hours": self.total_duration_s() / 3600.0,
             "disk_bytes": self.disk_bytes(),
             "embedkit_version": m.get("embedkit_version"),
             "created": m.get("created"),
             "format_version": m.get("format_version"),
+            "vector_spec": sp.to_json(),
         }
 
 
-def _item(r: Sequence[Any]) -> Item:
-    d = dict(zip(_ITEM_COLUMNS, r))
-    if d["padded"] is not None:
-        d["padded"] = bool(d["padded"])
-    return Item(**d)
-
-
-def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
-    try:
-        if readonly:
-            conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=30)
-        else:
-            conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-    except sqlite3.Error as exc:
-        raise StoreError(f"{db}: cannot open item table ({exc})") from None
-    # isolation_level=None: we issue BEGIN ourselves; make conn.commit()/rollback() explicit statements.
-    return _Conn(conn)  # type: ignore[return-value]
-
-
-class _Conn:
-    """sqlite3 connection in autocommit mode with commit/rollback that work after an explicit BEGIN."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._c = conn
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._c.execute(sql, params)
-
-    def executescript(self, sql: str) -> None:
-        self._c.executescript(sql)
-
-    def commit(self) -> None:
-        if self._c.in_transaction:
-            self._c.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self._c.in_transaction:
-            self._c.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._c.close()
-
-
-def _acquire_lock(store: Path, wait: float) -> int:
-    """Exclusive ``flock`` on STORE/lock; waits up to ``wait`` seconds, else raises `StoreLockedError`."""
-    lock = store / LOCK
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + max(wait, 0.0)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                os.close(fd)
-                raise StoreError(f"{lock}: cannot lock store ({exc})") from None
-            if time.monotonic() >= deadline:
-                holder = ""
-                with contextlib.suppress(OSError, ValueError):
-                    holder = os.pread(fd, 64, 0).decode().strip()
-                os.close(fd)
-                who = f" (pid {holder})" if holder else ""
-                hint = "use --wait SECONDS to wait for it" if wait <= 0 else f"waited {wait:g} s"
-                raise StoreLockedError(f"{store}: store is being written by another process{who}; {hint}") from None
-            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _release_lock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    with contextlib.suppress(OSError):
-        os.close(fd)
+def _path_forms(key: str | os.PathLike) -> list[str]:
+    text = os.fspath(key)
+    forms = [text]
+    with contextlib.suppress(OSError, ValueError):
+        forms.append(os.path.abspath(text))
+        forms.append(os.path.realpath(text))
+    return list(dict.fromkeys(forms))
 
 
 def write_arrays(
@@ -1024,73 +843,4 @@ def write_arrays(
     return Store.open(path, mode="r")
 
 
-def export_store(st: Store, output: str | os.PathLike, *, fmt: str = "npz", patches: bool = False) -> int:
-    """Write the embedded items of ``st`` to ``output`` as ``fmt`` ("npz" | "csv" | "parquet"); returns item count.
-
-    ``output`` "-" writes csv to stdout. Vectors are written in ascending id order.
-    """
-    import sys
-
-    ids = st.ids()
-    items = {it.id: it for it in st.items("ok")}
-    paths = np.array([items[i].path for i in ids], dtype=str)
-    dur = np.array([np.nan if items[i].duration_s is None else items[i].duration_s for i in ids], dtype=np.float64)
-    sr = np.array([-1 if items[i].samplerate is None else items[i].samplerate for i in ids], dtype=np.int64)
-    vecs = st.vectors(ids)
-    manifest_json = json.dumps(st.manifest, sort_keys=True)
-    if fmt == "npz":
-        arrays: dict[str, Any] = {
-            "ids": ids, "paths": paths, "vectors": vecs, "duration_s": dur, "samplerate": sr,
-            "manifest_json": np.array(manifest_json),
-        }
-        if st.has_tags:
-            arrays["tags"] = st.tags(ids)
-            arrays["tag_labels"] = np.array(st.tag_labels or [], dtype=str)
-        if patches:
-            item_ids, start_s, pv = st.patch_vectors(ids)
-            arrays.update(patch_item_ids=item_ids, patch_start_s=start_s, patch_vectors=pv)
-        tmp = Path(os.fspath(output) + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, output)
-    elif fmt == "csv":
-        import csv
-
-        cols = []
-        for b in st.layout:
-            cols += [f"{b['name']}_{j}" for j in range(b["stop"] - b["start"])]
-        tag_cols = [f"tag_{t}" for t in (st.tag_labels or [])] if st.has_tags else []
-        tags = st.tags(ids) if st.has_tags else None
-        f = sys.stdout if str(output) == "-" else open(output, "w", newline="", encoding="utf-8")
-        try:
-            w = csv.writer(f)
-            w.writerow(["id", "path", "duration_s", "samplerate", *cols, *tag_cols])
-            for k, i in enumerate(ids):
-                row = [int(i), paths[k], "" if np.isnan(dur[k]) else repr(float(dur[k])), "" if sr[k] < 0 else int(sr[k])]
-                row += [repr(float(x)) for x in vecs[k]]
-                if tags is not None:
-                    row += [repr(float(x)) for x in tags[k]]
-                w.writerow(row)
-        finally:
-            if f is not sys.stdout:
-                f.close()
-    elif fmt == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise StoreError("parquet export needs pyarrow: pip install 'embedkit[export]'") from None
-        cols = {
-            "id": pa.array(ids),
-            "path": pa.array(paths.tolist(), pa.string()),
-            "duration_s": pa.array(dur),
-            "samplerate": pa.array(sr),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel(), pa.float32()), st.dim),
-        }
-        if st.has_tags:
-            t = st.tags(ids)
-            cols["tags"] = pa.FixedSizeListArray.from_arrays(pa.array(t.ravel(), pa.float32()), t.shape[1])
-        table = pa.table(cols).replace_schema_metadata({"embedkit_manifest": manifest_json})
-        pq.write_table(table, output)
-    else:
-        raise ValueError(f"format must be npz, csv or parquet, given fmt={fmt!r}")
-    return int(ids.size)
+__all__ = ["Store", "file_sha256", "write_arrays"]

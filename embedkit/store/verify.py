@@ -1,0 +1,323 @@
+"""``embedkit store verify STORE [--repair]``: check that the manifest, the item table and the shards
+agree and that every checksummed segment is intact; repair what can be repaired.
+
+Repairs: a damaged or missing manifest is restored from its copy in items.sqlite; a lowered row count
+in the item table is restored from the checksummed segments; items whose vector (or tags, or patch
+vectors) lie in a damaged segment are re-embedded from their audio file when it is there unchanged,
+else marked failed (so no reader ever gets the damaged bytes). A damaged items.sqlite cannot be
+rebuilt (it is the only map from files to vectors): the report says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..sidecar import write_text
+from .core import Store
+from .errors import StoreCorruptError, StoreError
+from .items import DB, connect
+from .manifest import MANIFEST, parse_manifest_text, read_manifest
+
+
+@dataclass
+class Problem:
+    """One disagreement or damage: the file, what is wrong, and what repairs it."""
+
+    file: str
+    problem: str
+    repair: str
+    repaired: bool = False
+
+    def line(self) -> str:
+        state = " [repaired]" if self.repaired else ""
+        return f"{self.file}: {self.problem}; {self.repair}{state}"
+
+
+@dataclass
+class VerifyReport:
+    store: str
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    items: int = 0
+    segments: int = 0
+    checked_rows: int = 0
+    unchecked_rows: int = 0
+    damaged_items: list[int] = field(default_factory=list)
+    reembedded: int = 0
+    marked_failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(p.repaired for p in self.problems)
+
+    def to_json(self) -> dict:
+        return {
+            "store": self.store, "ok": self.ok, "items": self.items, "segments": self.segments,
+            "checked_rows": self.checked_rows, "unchecked_rows": self.unchecked_rows,
+            "damaged_items": self.damaged_items, "reembedded": self.reembedded, "marked_failed": self.marked_failed,
+            "problems": [{"file": p.file, "problem": p.problem, "repair": p.repair, "repaired": p.repaired}
+                         for p in self.problems],
+            "notes": self.notes,
+        }
+
+
+def verify(path: str | os.PathLike, *, repair: bool = False, embedder: Any = None, wait: float = 0.0,
+           on_progress: Callable[[str], None] | None = None) -> VerifyReport:
+    """Check (and with ``repair`` fix) the store at ``path``; returns a `VerifyReport` (never raises for damage
+    it can describe). ``embedder``: used to re-embed damaged items (default: the store's ``spec.embedder()``)."""
+    p = Path(path)
+    rep = VerifyReport(str(p))
+    say = on_progress or (lambda msg: None)
+    if not p.is_dir():
+        rep.problems.append(Problem(str(p), "no such folder", "check the path"))
+        return rep
+    if not _check_manifest(p, rep, repair):
+        return rep
+    if not _check_db(p, rep):
+        return rep
+    try:
+        st = Store.open(p, mode="a" if repair else "r", wait=wait)
+    except StoreCorruptError as exc:
+        if not (repair and _repair_counts(p, rep, str(exc))):
+            rep.problems.append(Problem(_file_of(str(exc), p), _what_of(str(exc), p), "no automatic repair: restore "
+                                        "the store from a backup, or re-embed into a new store"))
+            return rep
+        st = Store.open(p, mode="a", wait=wait)
+    except StoreError as exc:
+        rep.problems.append(Problem(str(p), str(exc), "fix the cause and rerun"))
+        return rep
+    with st:
+        say("checking shard checksums")
+        damaged = _check_segments(st, rep)
+        _check_values(st, rep)
+        if damaged and repair:
+            _repair_items(st, damaged, rep, embedder, say)
+    return rep
+
+
+# ---- steps -------------------------------------------------------------------------------------
+
+
+def _check_manifest(p: Path, rep: VerifyReport, repair: bool) -> bool:
+    """The manifest reads and validates, or is restored from its copy; False when verification must stop."""
+    mpath = p / MANIFEST
+    copy = _manifest_copy(p)
+    try:
+        m, _ = read_manifest(p)
+        if copy is not None and json.loads(copy) != m:
+            rep.notes.append(f"{mpath}: differs from the copy in {DB} (edited since the last write?); "
+                             "the copy is refreshed by the next 'embed'")
+        return True
+    except StoreError as exc:
+        msg = str(exc)
+        if not mpath.exists() and not (p / DB).exists():
+            rep.problems.append(Problem(str(p), "not an embedkit store (no manifest.json, no items.sqlite)",
+                                        "check the path"))
+            return False
+    good = None
+    if copy is not None:
+        try:
+            parse_manifest_text(copy, p / DB)
+            good = copy
+        except StoreError:
+            good = None
+    prob = Problem(str(mpath), _what_of(msg, p) if mpath.exists() else "missing",
+                   f"restore it from the copy in {DB}: embedkit store verify {p} --repair" if good else
+                   "no intact copy to restore it from: restore the store from a backup")
+    rep.problems.append(prob)
+    if good is None or not repair:
+        return False
+    write_text(mpath, good)
+    prob.repaired = True
+    return True
+
+
+def _manifest_copy(p: Path) -> str | None:
+    try:
+        conn = connect(p / DB, readonly=True)
+    except StoreError:
+        return None
+    try:
+        if not conn.has_table("sidecar"):
+            return None
+        row = conn.fetchone("SELECT value FROM sidecar WHERE key = 'manifest'")
+        return None if row is None else str(row[0])
+    except StoreError:
+        return None
+    finally:
+        conn.close()
+
+
+def _check_db(p: Path, rep: VerifyReport) -> bool:
+    db = p / DB
+    try:
+        conn = connect(db, readonly=True)
+    except StoreError as exc:
+        rep.problems.append(Problem(str(db), _what_of(str(exc), p), "it cannot be rebuilt from the shards: restore it "
+                                    "from a backup, or re-embed into a new store"))
+        return False
+    try:
+        res = [r[0] for r in conn.fetchall("PRAGMA quick_check")]
+        rep.items = int(conn.fetchone("SELECT COUNT(*) FROM items")[0])
+    except StoreError as exc:
+        res = [str(exc)]
+    finally:
+        conn.close()
+    if res != ["ok"]:
+        rep.problems.append(Problem(str(db), f"SQLite integrity check failed ({'; '.join(res[:3])})",
+                                    "restore it from a backup, or re-embed into a new store"))
+        return False
+    return True
+
+
+def _repair_counts(p: Path, rep: VerifyReport, msg: str) -> bool:
+    """Restore lowered meta row counts from the checksummed segments and the items (shards must hold them)."""
+    if "commits" not in msg:
+        return False
+    conn = connect(p / DB, readonly=False)
+    try:
+        need = {"n_rows": 0, "n_patch_rows": 0}
+        r = conn.fetchone("SELECT MAX(row) + 1, MAX(patch_row + n_patches) FROM items")
+        need["n_rows"] = int(r[0] or 0)
+        need["n_patch_rows"] = int(r[1] or 0)
+        if conn.has_table("segments"):
+            for kind, stop in conn.fetchall("SELECT kind, MAX(stop) FROM segments GROUP BY kind"):
+                key = "n_rows" if kind in ("vec", "tag") else "n_patch_rows"
+                need[key] = max(need[key], int(stop))
+        have = dict(conn.fetchall("SELECT key, value FROM meta"))
+        changed = {k: v for k, v in need.items() if not isinstance(have.get(k), int) or have[k] < v}
+        if not changed:
+            return False
+        conn.execute("BEGIN IMMEDIATE")
+        for k, v in changed.items():
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (v, k))
+        conn.commit()
+    finally:
+        conn.close()
+    try:
+        Store.open(p).close()
+    except StoreError:
+        return False
+    rep.problems.append(Problem(str(p / DB), _what_of(msg, p), "row counts restored from the items and checksums",
+                                repaired=True))
+    return True
+
+
+def _check_segments(st: Store, rep: VerifyReport) -> dict[str, list[tuple[int, int]]]:
+    """Hash every committed segment; returns ``{kind: [(start, stop) of damaged segments]}``."""
+    damaged: dict[str, list[tuple[int, int]]] = {}
+    for s in st._shards():
+        limit = st._n_patch_rows if s.prefix in ("pvec", "pstart") else st._n_rows
+        for i, (a, b, _) in enumerate(s.segments):
+            rep.segments += 1
+            rep.checked_rows += b - a
+            if not s.segment_ok(i):
+                damaged.setdefault(s.prefix, []).append((a, b))
+        if s.prefix == "vec":
+            rep.unchecked_rows = s.unchecked_rows(limit)
+    if rep.unchecked_rows:
+        rep.notes.append(f"{rep.unchecked_rows} vector rows were written by embedkit 0.1 and carry no checksum "
+                         "(their values were checked for NaN/inf only)")
+    used = _used_ranges(st)
+    for kind, ranges in damaged.items():
+        for a, b in ranges:
+            users = [iid for iid, lo, hi in used[kind] if lo < b and hi > a]
+            files = ", ".join(st._shard(kind).files_of(a, b))
+            if users:
+                rep.damaged_items += users
+                rep.problems.append(Problem(
+                    str(st.path / "shards" / files.split(", ")[0]),
+                    f"rows {a}..{b - 1} fail their checksum; {len(users)} item(s) use them (e.g. id {users[0]})",
+                    f"re-embed them from their audio: embedkit store verify {st.path} --repair"))
+            else:
+                rep.notes.append(f"{st.path / 'shards'}/{files}: rows {a}..{b - 1} are damaged but no item uses them "
+                                 "(left by an earlier repair; harmless)")
+    rep.damaged_items = sorted(set(rep.damaged_items))
+    return damaged
+
+
+def _used_ranges(st: Store) -> dict[str, list[tuple[int, int, int]]]:
+    rows = st._conn.fetchall("SELECT id, row, patch_row, n_patches FROM items WHERE row IS NOT NULL")
+    vec = [(int(i), int(r), int(r) + 1) for i, r, _, _ in rows]
+    pat = [(int(i), int(pr), int(pr) + int(n or 0)) for i, _, pr, n in rows if pr is not None]
+    return {"vec": vec, "tag": vec, "pvec": pat, "pstart": pat}
+
+
+def _check_values(st: Store, rep: VerifyReport) -> None:
+    """Referenced vectors must be finite (catches damage in rows without checksums)."""
+    rows = np.array(sorted({r for _, r, _ in _used_ranges(st)["vec"]}), np.int64)
+    bad: list[int] = []
+    for i in range(0, rows.size, 8192):
+        chunk = rows[i : i + 8192]
+        data = st._vec.read(chunk, st._n_rows, verify=False)
+        bad += chunk[~np.all(np.isfinite(data), axis=1)].tolist()
+    if bad:
+        users = [iid for iid, r, _ in _used_ranges(st)["vec"] if r in set(bad)]
+        rep.damaged_items = sorted(set(rep.damaged_items) | set(users))
+        rep.problems.append(Problem(str(st.path / "shards"), f"{len(bad)} stored vectors hold NaN or infinite values "
+                                    f"(e.g. row {bad[0]})", f"re-embed them: embedkit store verify {st.path} --repair"))
+
+
+def _repair_items(st: Store, damaged: dict[str, list[tuple[int, int]]], rep: VerifyReport, embedder: Any,
+                  say: Callable[[str], None]) -> None:
+    """Re-embed the damaged items whose files are there unchanged; mark the others failed."""
+    items = [st.get(int(i)) for i in rep.damaged_items]
+    items = [it for it in items if it is not None]
+    by_row: dict[int, list[Any]] = {}
+    for it in items:
+        by_row.setdefault(int(it.row), []).append(it)
+    todo, lost = [], []
+    for group in by_row.values():
+        src = next((it for it in group if os.path.exists(it.path) and st.is_current(it.path, item=it)), None)
+        if src is None:
+            lost += group
+        else:
+            todo.append((src, [it for it in group if it.id != src.id]))
+    if todo:
+        emb = embedder if embedder is not None else st.spec.embedder()
+        say(f"re-embedding {len(todo)} damaged item(s)")
+        spec = st.spec
+        results = emb.embed_files([src.path for src, _ in todo], layers=spec.embed_layers(),
+                                  aggregate=spec.aggregation, excerpt_s=spec.excerpt_s, return_patches=st.has_patches)
+        with st.transaction():
+            for (src, aliases), res in zip(todo, results):
+                if getattr(res, "vector", None) is None or not np.all(np.isfinite(res.vector)):
+                    lost += [src, *aliases]
+                    continue
+                st.add_embedded(src.path, res.vector, size=src.size, mtime=src.mtime, sha256=src.sha256,
+                                duration_s=src.duration_s, samplerate=src.samplerate,
+                                patch_vectors=res.patch_vectors if st.has_patches else None,
+                                patch_start_s=res.patch_start_s if st.has_patches else None,
+                                tags=res.tags if st.has_tags else None, padded=src.padded)
+                new = st.get(src.id)
+                for a in aliases:
+                    st.add_alias(a.path, new, size=a.size, mtime=a.mtime)
+                rep.reembedded += 1 + len(aliases)
+    if lost:
+        with st.transaction():
+            for it in lost:
+                st.add_failed(it.path, f"{it.path}: stored vector was damaged and the file is gone or changed; "
+                              "embed it again", size=it.size, mtime=it.mtime)
+        rep.marked_failed = len(lost)
+    for prob in rep.problems:
+        if "fail their checksum" in prob.problem or "NaN or infinite" in prob.problem:
+            prob.repaired = True
+            if lost:
+                prob.repair += f" ({rep.reembedded} re-embedded, {len(lost)} marked failed: files gone or changed)"
+
+
+def _file_of(msg: str, p: Path) -> str:
+    head = msg.split(": ", 1)[0]
+    return head if head.startswith(str(p)) else str(p)
+
+
+def _what_of(msg: str, p: Path) -> str:
+    head, _, rest = msg.partition(": ")
+    text = rest if head.startswith(str(p)) and rest else msg
+    return text.split("; run: embedkit store verify")[0]
