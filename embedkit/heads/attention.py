@@ -589,3 +589,40 @@ register(HeadKind(KIND, TASKS, input="patches", estimator="embedkit.heads.attent
 def is_attention_card(card: dict) -> bool:
     """True for the card of an attention head (whose input is per-patch vectors)."""
     return card.get("model_type") == MODEL_TYPE or card.get("kind") == KIND
+
+
+# ---- binding to stores (per-patch vectors) ---------------------------------------------------------------
+
+
+def patch_layout(manifest: dict) -> list[dict] | None:
+    """Block layout ``[{"name", "start", "stop", ...}]`` of a store's per-patch vectors (None if unknown)."""
+    from ..spec import VectorSpec
+
+    try:
+        return VectorSpec.from_json(manifest).patch_layout.to_json(aggregation="mean")
+    except Exception:  # an unusual manifest: one block called "all"
+        return None
+
+
+def store_bags(store: Any, ids: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per-patch vectors of the items ``ids`` of an open store: ``(bags (n,) object array of (T_i, D)
+    float32, start times [(T_i,) seconds])``; raises `HeadError` naming the store when they are absent."""
+    if not store.has_patches:
+        raise HeadError(f"{store.path}: store has no per-patch vectors, which attention heads need; "
+                        "embed the files into a new store with --patches")
+    ids = [int(i) for i in ids]
+    item_ids, starts, P = store.patch_vectors(np.asarray(ids, np.int64))
+    order = np.argsort(item_ids, kind="stable")
+    uniq, first, counts = np.unique(item_ids[order], return_index=True, return_counts=True)
+    where = {int(u): order[f:f + c] for u, f, c in zip(uniq, first, counts)}
+    bags = np.empty(len(ids), dtype=object)
+    times = []
+    for k, i in enumerate(ids):
+        rows = where.get(i)
+        if rows is None or len(rows) == 0:
+            raise HeadError(f"{store.path}: item {i} has no per-patch vectors (embedded before --patches?); "
+                            "re-embed it into a store made with --patches")
+        rows = rows[np.argsort(starts[rows], kind="stable")]
+        bags[k] = np.ascontiguousarray(P[rows], dtype=np.float32)
+        times.append(starts[rows])
+    return bags, times
