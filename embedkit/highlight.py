@@ -334,10 +334,14 @@ def write_thumbnail(src: str | os.PathLike, start_s: float, end_s: float, out: s
 
 def plot_curve(h: Highlight, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """PNG of ``h``'s curve over the track (one step per patch) with the chosen window shaded."""
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise HighlightError(f"{out}: drawing the curve needs matplotlib: pip install 'embedkit[plots]', "
+                             "or pass --no-plot") from None
 
     out = Path(out)
     if out.exists() and not overwrite:
