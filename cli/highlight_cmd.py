@@ -61,6 +61,9 @@ def highlight(inputs: tuple[str, ...], length_s: float, head_path: str | None, m
     if target and method != "attention":
         raise click.UsageError("--class applies to --method attention only")
     hl = Highlighter(method, head=head_path, target=target, length_s=length_s, batch_size=batch_size)
+    if target and hl.head is not None and target not in hl.head.output_names:
+        raise click.BadParameter(f"{head_path} has no class or label {target!r} (it knows: {', '.join(hl.head.output_names[:12])})",
+                                 param_hint="--class")
     results: list[dict] = []
     failures: list[str] = []
 
