@@ -174,7 +174,7 @@ def evaluate(store_path: str, labels_path: str, task: str, targets: str | None, 
         from embedkit.baselines import MFCC_LAYOUT
 
         _info("evaluating the MFCC baseline on the same folds…")
-        bhead = head.clone().set_params(layout=MFCC_LAYOUT, layers=None, layers_grid=None)
+        bhead = head.clone().set_params(layout=MFCC_LAYOUT, spec=None, layers=None, layers_grid=None)
         b = nested_cv(bhead, base_X, table.y, groups=table.groups, label_names=table.names if table.task != "classification" else None,
                       folds=folds, split=table.split if split_col else None, seed=seed, n_jobs=jobs, groups_name=groups_name)
         report.extra["baseline"] = {"name": "mfcc (20 MFCC + Δ + ΔΔ, mean and std; 120 dims)", "metrics": b.metrics, "chance": b.chance}

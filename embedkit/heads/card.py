@@ -39,7 +39,7 @@ def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
     if not out.exists():
         return out
     if not overwrite:
-        raise HeadError(f"{out}: already exists (use overwrite / --force to replace it)")
+        raise HeadError(f"{out}: already exists (use --force, or overwrite=True in Python, to replace it)")
     if not out.is_dir():
         raise HeadError(f"{out}: is a file, not a head folder; --force replaces only a head: choose another path")
     try:
