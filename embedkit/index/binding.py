@@ -122,6 +122,21 @@ def content_digest(store: Any, item_ids: np.ndarray) -> str:
     return h.hexdigest()
 
 
+#: Indexed track vectors hashed into the card (evenly spaced): enough to tell two stores apart, cheap to reread.
+SAMPLE_ROWS = 64
+
+
+def vector_sample_digest(store: Any, item_ids: np.ndarray) -> str:
+    """sha256 of the stored vectors of up to `SAMPLE_ROWS` evenly spaced ids of ``item_ids`` (sorted)."""
+    ids = np.unique(np.asarray(item_ids, np.int64))
+    if ids.size > SAMPLE_ROWS:
+        ids = ids[np.linspace(0, ids.size - 1, SAMPLE_ROWS).round().astype(np.int64)]
+    h = hashlib.sha256(np.ascontiguousarray(ids, "<i8").tobytes())
+    if ids.size:
+        h.update(np.ascontiguousarray(store.vectors(ids), "<f4").tobytes())
+    return h.hexdigest()
+
+
 def _store_card(store: Any, source: str, ids: np.ndarray, rows: np.ndarray) -> dict:
     m = store.manifest
     spec = store_spec(store)
@@ -138,7 +153,40 @@ def _store_card(store: Any, source: str, ids: np.ndarray, rows: np.ndarray) -> d
         },
         "items_sha256": _digest(np.concatenate([ids, rows])),
         "content_sha256": content_digest(store, ids),
+        "vectors_sample_sha256": vector_sample_digest(store, ids) if source == "tracks" else None,
     }
+
+
+def check_target(store: Any, name: str) -> None:
+    """Refuse to write index ``name`` over files that are not an embedkit index (a rebuild replaces only an index)."""
+    d = index_dir(store)
+    if d.exists() and not d.is_dir():
+        raise IndexStateError(f"{d}: is a file, not the store's index folder; move it away")
+    for ext in ("json", "faiss", "npz"):
+        f = d / f"{name}.{ext}"
+        if f.is_symlink() or (f.exists() and not f.is_file()):
+            raise IndexStateError(f"{f}: is not a file written by embedkit (a folder or link); move it away or use another --name")
+    card = d / f"{name}.json"
+    if card.exists():
+        import json
+
+        try:
+            doc = json.loads(card.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        if not isinstance(doc, dict) or "factory" not in doc or "kind" not in doc:
+            # an unreadable card of ours (torn, damaged) may be rebuilt; a foreign JSON file may not
+            if isinstance(doc, dict) or doc is None and not _looks_like_index_card(card):
+                raise IndexStateError(f"{card}: is not an embedkit index card; the build would replace it: move it away "
+                                      "or use another --name")
+
+
+def _looks_like_index_card(path: Path) -> bool:
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError:
+        return False
+    return b'"factory"' in head or b'"ids_sha256"' in head
 
 
 @contextlib.contextmanager
@@ -266,6 +314,7 @@ class StoreIndex:
                       pca_dim: int | None, whiten: bool, target_recall: float, k: int, source: str, rebuild: bool,
                       use_gpu: bool | None, seed: int, vector_map: VectorMap | None) -> tuple[StoreIndex, dict]:
         d = index_dir(store)
+        check_target(store, name)
         space = None if vector_map is None else vector_map.card()
         if not rebuild and (d / f"{name}.json").exists():
             try:
@@ -441,7 +490,9 @@ def check_store(vi: Any, store: Any, *, name: str = "default", vector_map: Vecto
         new = np.arange(n_old, ids.size, dtype=np.int64)
         indexed_items = ids[:n_old]
     want = card.get("content_sha256")
-    if want is not None and want != content_digest(store, indexed_items):
+    sample = card.get("vectors_sample_sha256")
+    if (want is not None and want != content_digest(store, indexed_items)) or (
+            sample is not None and source == "tracks" and sample != vector_sample_digest(store, indexed_items)):
         raise IndexMismatchError(f"{where}: index was built over other files than this store holds (copied from "
                                  f"another store?); {rebuild}")
     return {"new": new, "state": (ids, rows, starts)}
