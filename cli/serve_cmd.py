@@ -77,9 +77,10 @@ def serve(store_path: str, index_name: str, host: str, port: int, open_browser: 
     _serve_deps()
     import uvicorn
 
-    from embedkit.serve.app import create_app
+    from embedkit.serve.app import create_app, tune_for_serving
     from embedkit.serve.collection import Collection
 
+    tune_for_serving()
     if not _is_loopback(host):
         click.echo(f"embedkit: warning: listening on {host}: anyone who can reach this machine can browse and "
                    "download the collection's audio; use the default --host 127.0.0.1 unless you mean it", err=True)

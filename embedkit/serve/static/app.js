@@ -132,6 +132,9 @@ function nearest(px, py, maxPx) { // index of the point nearest to device pixel 
   return best;
 }
 
+// one synchronous full redraw (benchmarks time it)
+ek.redraw = () => render();
+
 // screen position (CSS px, relative to the canvas) of an item: used by tests and the search list
 ek.screenPos = (id) => {
   const i = st.pos.get(id);
