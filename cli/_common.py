@@ -142,8 +142,12 @@ def run_guarded(group: click.Group, argv: list[str] | None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return _interrupted(as_json)
+    except click.UsageError as exc:  # one line, with the way out (click's own form takes four)
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else " (see 'embedkit --help')"
+        click.echo(f"embedkit: error: {_one_line(exc.format_message())}{hint}", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"embedkit: error: {_one_line(exc.format_message())}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -5,10 +5,11 @@ import os
 
 import click
 
+from ._common import PartialFailure, display_path, emit_json, error_line, progress_enabled
 from .embed_store_options import run_store_embed, store_options
-from ._common import (
-    PartialFailure, aggregate_option, batch_size_option, compose, emit_json, json_option, layers_option,
-    model_option, progress_enabled,
+from .options import (
+    aggregate_option, batch_size_option, compose, excerpt_option, json_option, layers_option, model_option,
+    patches_option, store_option, workers_option,
 )
 
 DEFAULT_STORE = "embedkit-store"
@@ -16,13 +17,9 @@ DEFAULT_STORE = "embedkit-store"
 
 @click.command("embed")
 @store_options  # collection options (--from-list, --ext, --glob, --retry-failed, --tags, --wait, ...)
-@click.argument("inputs", nargs=-1, type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path(readable=False))  # unreadable = a failed input (exit 3)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write vectors to one file (.npz, .npy, .csv, .jsonl).")
-@click.option("--store", type=click.Path(file_okay=False), help="Embed into this resumable store (a folder).")
-@click.option("--excerpt", type=click.FloatRange(min=3.0), default=None, metavar="SECONDS",
-              help="Embed only a centred excerpt of each file (MSD used 30-s previews).")
-@click.option("--patches", is_flag=True, help="Also keep per-patch vectors with their start times.")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Decoding threads.")
+@compose(store_option, excerpt_option, patches_option, workers_option)
 @compose(model_option, layers_option, aggregate_option, batch_size_option, json_option)
 @click.pass_context
 def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store: str | None, excerpt: float | None,
@@ -52,7 +49,10 @@ def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store
 def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, workers, model, layers, aggregate,
                    batch_size, as_json) -> None:
     from embedkit import Embedder
-    from embedkit.export import write_embeddings
+    from embedkit.export import check_output, write_embeddings
+
+    if output:
+        check_output(output)  # an unsupported extension or unwritable folder fails before any embedding
     from embedkit.progress import bar
 
     emb = Embedder.from_pretrained(model, batch_size=batch_size)
@@ -69,7 +69,7 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
             ok.append(res)
         else:
             failed.append({"path": res.path, "error": res.error})
-            click.echo(f"embedkit: error: {res.error}", err=True)
+            click.echo(error_line(res.error), err=True)
     out_path = None
     if output and ok:
         out_path = write_embeddings(output, ok, labels=emb.labels, layout=layout, model=emb.name,
@@ -85,11 +85,11 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
         emit_json(summary)
     elif output is None:
         for r in ok:  # no output file: print vectors as TSV (path, then values)
-            click.echo(str(r.path) + "\t" + " ".join(f"{x:.6g}" for x in r.vector))
+            click.echo(display_path(r.path) + "\t" + " ".join(f"{x:.6g}" for x in r.vector))
     else:
         click.echo(f"embedded {len(ok)} of {len(files)} files -> {out_path} ({summary['dim']}-d, {aggregate})", err=True)
     for r in ok:
         if r.padded:
-            click.echo(f"embedkit: note: {r.path} is shorter than one 3-s patch: repeat-padded", err=True)
+            click.echo(f"embedkit: note: {display_path(r.path)} is shorter than one 3-s patch: repeat-padded", err=True)
     if failed:
         raise PartialFailure(f"{len(failed)} of {len(files)} files failed")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,10 @@ log = logging.getLogger("embedkit")
 
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ' = librosa's default res_type 'soxr_hq'
 
+#: Largest |sample| accepted from a file (float formats can hold anything; ±1 is full scale). Beyond this
+#: the log-mel overflows to inf/NaN, so such a file is refused rather than turned into a silent NaN vector.
+MAX_ABS_SAMPLE = 1e4
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -43,14 +53,97 @@ class AudioInfo:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except PermissionError:
+        raise AudioError(path, "permission denied (on a folder above it)") from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, a NUL byte in the name ...
+        raise AudioError(path, f"cannot access ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise AudioError(path, f"is {kind}, not an audio file (give a regular file)")
     if not os.access(path, os.R_OK):
-        raise AudioError(path, "permission denied")
-    if path.stat().st_size == 0:
+        raise AudioError(path, "permission denied (make it readable: chmod +r)")
+    if st.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+
+
+# ---- libmpg123 (inside libsndfile) writes decoder notes straight to file descriptor 2 -------------------
+
+_MPG123_LINE = re.compile(rb"^(\[src/libmpg123/|Note: |Warning: |\s*mpg123|.*libmpg123)")
+_capture_lock = threading.Lock()
+_capture: dict = {"depth": 0, "saved": None, "tmp": None}
+
+
+@contextmanager
+def _route_fd2_to_log(path: Path) -> Iterator[None]:
+    """While libsndfile decodes an MPEG file, catch what the C library writes to fd 2 and log it (debug).
+
+    Shared by concurrent decoder threads (reference-counted); any line that is not mpg123's is written
+    back to the real stderr afterwards, so nothing else is lost.
+    """
+    with _capture_lock:
+        active = True
+        if _capture["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                tmp = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(tmp.fileno(), 2)
+            except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreters): decode as is
+                active = False
+            else:
+                _capture.update(saved=saved, tmp=tmp)
+        if active:
+            _capture["depth"] += 1
+    try:
+        yield
+    finally:
+        if active:
+            with _capture_lock:
+                _capture["depth"] -= 1
+                if _capture["depth"] == 0:
+                    _restore_fd2(path)
+
+
+def _restore_fd2(path: Path) -> None:
+    saved, tmp = _capture["saved"], _capture["tmp"]
+    _capture.update(saved=None, tmp=None)
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(saved, 2)
+    os.close(saved)
+    tmp.seek(0)
+    data = tmp.read()
+    tmp.close()
+    other = []
+    for line in data.splitlines(keepends=True):
+        if _MPG123_LINE.match(line):
+            log.debug("libmpg123 (%s): %s", path, line.decode("utf-8", "replace").rstrip())
+        else:
+            other.append(line)
+    if other:
+        os.write(2, b"".join(other))
+
+
+def _is_mpeg(path: Path) -> bool:
+    return path.suffix.lower() in (".mp3", ".mp2", ".mpga")
+
+
+@contextmanager
+def _quiet_decoder(path: Path) -> Iterator[None]:
+    if _is_mpeg(path):
+        with _route_fd2_to_log(path):
+            yield
+    else:
+        yield
 
 
 def _looks_like_mpeg(path: Path) -> bool:
@@ -66,7 +159,8 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
     if path.suffix.lower() in (".mp3", ".mp2") and not _looks_like_mpeg(path):
         return None  # not MPEG audio whatever its name says: let FFmpeg judge it quietly
     try:
-        info = sf.info(str(path))
+        with _quiet_decoder(path):
+            info = sf.info(str(path))
     except Exception:  # libsndfile cannot open it: let PyAV try
         return None
     duration = info.frames / info.samplerate if info.frames > 0 else None
@@ -114,13 +208,17 @@ def probe(path: str | os.PathLike) -> AudioInfo:
 def _blocks_soundfile(path: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
     import soundfile as sf
 
-    with sf.SoundFile(str(path)) as f:
+    with _quiet_decoder(path):
+        f = sf.SoundFile(str(path))
+    with f:
         if start:
-            f.seek(start)
+            with _quiet_decoder(path):
+                f.seek(start)
         remaining = None if stop is None else max(stop - start, 0)
         while remaining is None or remaining > 0:
             n = BLOCK_FRAMES if remaining is None else min(BLOCK_FRAMES, remaining)
-            block = f.read(n, dtype="float32", always_2d=True)
+            with _quiet_decoder(path):
+                block = f.read(n, dtype="float32", always_2d=True)
             if block.shape[0] == 0:
                 break
             if remaining is not None:
@@ -186,9 +284,8 @@ def iter_audio(
     n_in = 0
     try:
         for block in blocks:
+            _check_samples(p, block, n_in, info.samplerate)
             n_in += block.size
-            if not np.all(np.isfinite(block)):
-                block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
             out = block if resampler is None else resampler.resample_chunk(block, last=False)
             if out.size:
                 n_out += out.size
@@ -209,6 +306,21 @@ def iter_audio(
     if expected and expected - n_in > max(0.05 * expected, info.samplerate):
         log.warning("%s: decoded %.1f s of the %.1f s its header announces (truncated file?)",
                     p, n_in / info.samplerate, expected / info.samplerate)
+
+
+def _check_samples(path: Path, block: np.ndarray, start: int, samplerate: int) -> None:
+    """Refuse NaN/inf samples and absurd magnitudes (float files): they would give a NaN or garbage vector."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        kind = "NaN" if np.isnan(block[i]) else "infinite"
+        raise AudioError(path, f"{kind} sample values (first at {(start + i) / samplerate:.2f} s); the file is damaged "
+                               "or not audio: re-export it")
+    peak = float(np.max(np.abs(block))) if block.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        i = int(np.argmax(np.abs(block)))
+        raise AudioError(path, f"sample values out of range (|x| up to {peak:.3g} at {(start + i) / samplerate:.2f} s; "
+                               "float audio is full scale at ±1): re-export or normalise it")
 
 
 def load(

@@ -156,3 +156,71 @@ def test_excerpt_longer_than_the_file_gives_no_truncation_warning(write_wav, cap
     with caplog.at_level("WARNING", logger="embedkit"):
         y = audio.load(path, offset_s=0.0, duration_s=30.0)
     assert y.size > 3 * 16000 and not caplog.records
+
+
+# ---- issue 9: non-finite and absurd samples, FIFOs, libmpg123 noise ------------------------------------
+
+
+@pytest.mark.parametrize("value, needle", [(np.nan, "NaN sample"), (np.inf, "infinite sample"),
+                                           (-np.inf, "infinite sample"), (1e30, "out of range")])
+def test_float_wav_with_nonfinite_or_absurd_samples_is_a_failed_file(write_wav, value, needle):
+    """A float WAV with NaN/inf samples, or samples near 1e30 (log-mel overflow), fails with its reason."""
+    y = tone(440, 4.0).astype(np.float32)
+    y[20000:20010] = value
+    path = write_wav("weird.wav", y, subtype="FLOAT")
+    with pytest.raises(AudioError) as err:
+        audio.load(path)
+    msg = str(err.value)
+    assert str(path) in msg and needle in msg and "1.25 s" in msg and "\n" not in msg
+
+
+def test_all_nan_file_is_not_the_silence_vector(write_wav):
+    path = write_wav("nan.wav", np.full(48000, np.nan, np.float32), subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN sample"):
+        audio.load(path)
+
+
+def test_loud_but_sane_float_audio_still_decodes(write_wav):
+    path = write_wav("hot.wav", 10.0 * tone(440, 4.0).astype(np.float32), subtype="FLOAT")  # peaks at 3: over full scale
+    assert np.abs(audio.load(path)).max() > 2.5
+
+
+def test_fifo_is_named_as_such_and_never_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioError, match="FIFO") as err:  # would block forever if it were opened
+        audio.probe(fifo)
+    assert "empty file" not in str(err.value)
+
+
+def test_libmpg123_noise_goes_to_the_log_not_to_stderr(write_wav, tmp_path, capfd, caplog):
+    good = write_wav("t.mp3", tone(440, 5.0, 16000), 16000, format="MP3")
+    data = bytearray(good.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in rng.integers(2000, len(data), 300):  # keep the first frames: libsndfile (not FFmpeg) decodes it
+        data[i] = int(rng.integers(0, 256))
+    bad = tmp_path / "damaged.mp3"
+    assert audio.probe(bad if bad.write_bytes(bytes(data)) else bad).decoder == "soundfile"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level("DEBUG", logger="embedkit"):
+        try:
+            audio.load(bad)
+        except AudioError:
+            pass
+    err = capfd.readouterr().err
+    assert "mpg123" not in err and "Illegal Audio-MPEG-Header" not in err and "resync" not in err, err
+    assert any("libmpg123" in r.getMessage() and "damaged.mp3" in r.getMessage() for r in caplog.records)
+
+
+def test_fd2_is_restored_and_other_output_kept(write_wav, capfd):
+    import os
+
+    path = write_wav("ok.mp3", tone(440, 4.0, 16000), 16000, format="MP3")
+    with audio._route_fd2_to_log(path):
+        os.write(2, b"someone else's line\n")
+    audio.load(path)
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert "someone else's line" in err and err.rstrip().endswith("after")
