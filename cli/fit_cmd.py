@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ._common import emit_json, json_option, progress_enabled
-from .options import batch_size_option
+from .options import batch_size_option, excerpt_option, force_option
 
 
 @click.command("fit")
@@ -28,15 +28,15 @@ from .options import batch_size_option
               help="Comma list of pitch, stretch, gain, noise, specaugment, mixup (or all / none).")
 @click.option("--feature-matching", type=click.FloatRange(0.0, 100.0), default=0.0, show_default=True,
               help="Weight of the feature-matching term (distillation).")
-@click.option("--excerpt", "excerpt_s", type=click.FloatRange(3.0, None), help="Train on the middle S seconds of each file.")
+@excerpt_option  # train on the centred excerpt of each file
 @click.option("--max-cpu-seconds", "max_cpu_s", type=click.FloatRange(1.0, None), help="Stop after this much process CPU time.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Checkpoint folder (default $EMBEDKIT_HOME/runs/NAME).")
 @click.option("--restart", is_flag=True, help="Discard the run folder's checkpoints and start over.")
-@click.option("--force", is_flag=True, help="Replace an existing trained model called NAME.")
+@force_option  # replaces an existing trained model called NAME
 @json_option
 def fit(inputs, arch, name, teacher, labels_csv, task, group_column, init, freeze, input_seconds, epochs, batch_size, lr,
-        patience, valid_fraction, augment, feature_matching, excerpt_s, max_cpu_s, seed, run_dir, restart, force, as_json):
+        patience, valid_fraction, augment, feature_matching, excerpt, max_cpu_s, seed, run_dir, restart, force, as_json):
     """Train a zoo architecture on AUDIO files/folders or STOREs and save it as model NAME.
 
     From a teacher (--teacher msd_vgg: soft tags of unlabelled audio), from labels (--labels CSV), or by
@@ -50,7 +50,7 @@ def fit(inputs, arch, name, teacher, labels_csv, task, group_column, init, freez
     card = run_fit(list(inputs), arch=arch, name=name, teacher=teacher, labels=labels_csv, task=task,
                    group_column=group_column, init=init, freeze=freeze, input_s=input_seconds, epochs=epochs,
                    batch_size=batch_size, lr=lr, patience=patience, valid_fraction=valid_fraction, augment=augment,
-                   feature_matching=feature_matching, excerpt_s=excerpt_s, max_cpu_s=max_cpu_s, seed=seed,
+                   feature_matching=feature_matching, excerpt_s=excerpt, max_cpu_s=max_cpu_s, seed=seed,
                    run_dir=run_dir, restart=restart, force=force, progress=progress_enabled(),
                    log=lambda m: click.echo(f"embedkit fit: {m}", err=True))
     tr = card["training"]

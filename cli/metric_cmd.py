@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ._common import emit_json
-from .options import force_option, json_option, store_argument
+from .options import force_option, json_option, store_argument, top_k_option
 
 
 @click.group("metric")
@@ -21,8 +21,8 @@ def metric() -> None:
 @click.argument("groups_path", metavar="[GROUPS.csv]", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "name", required=True, metavar="NAME",
               help="Space name (saved as STORE/spaces/NAME.*), or a path.")
-@click.option("--model", "model", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True,
-              help="Projection: linear, or linear + one ReLU layer.")
+@click.option("--projection", "model", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True,
+              help="Projection: linear, or linear + one ReLU layer.")  # not --model: that names the pretrained model
 @click.option("--dim", type=click.IntRange(2), default=128, show_default=True, help="Width of the space.")
 @click.option("--steps", type=click.IntRange(1), default=600, show_default=True, help="Training steps (batches).")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.2, show_default=True, help="Triplet margin (cosine).")
@@ -152,7 +152,7 @@ def show(store_path: str, name: str, as_json: bool) -> None:
 @store_argument
 @click.argument("groups_path", metavar="GROUPS.csv", type=click.Path(dir_okay=False))
 @click.option("--space", "spaces", multiple=True, metavar="NAME", help="Space(s) to compare with raw cosine (repeatable).")
-@click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True, help="k of recall@k.")
+@top_k_option  # k of recall@k: neighbours retrieved per query
 @click.option("--skip-unknown", is_flag=True, help="Leave out GROUPS.csv lines whose item is not embedded in STORE.")
 @json_option
 def evaluate(store_path: str, groups_path: str, spaces: tuple[str, ...], k: int, skip_unknown: bool, as_json: bool) -> None:
