@@ -27,9 +27,12 @@ def make_store(path, n=60, seed=0, x=None):
 
 
 def one_line_error(code: int, err: str) -> str:
+    """The error is one line (the last; progress lines may come before it), exit code 1, no traceback."""
     assert code == 1, err
-    assert err.count("\n") == 1 and err.startswith("embedkit: error: ") and "Traceback" not in err, err
-    return err
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("embedkit: error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("embedkit: error") for line in lines) == 1, err
+    return lines[-1]
 
 
 def test_flipped_byte_in_the_faiss_file_is_refused(tmp_path, capsys):
