@@ -137,8 +137,8 @@ def test_tiny_model_overfits_a_small_labelled_set(tmp_path, home):
     from embedkit.train import fit
 
     labels = _tones(tmp_path / "tones")
-    card = fit([], arch="dieleman", name="tones", labels=str(labels), input_s=1.0, epochs=12, patience=12,
-               batch_size=8, lr=3e-3, valid_fraction=0.25, windows_per_epoch=48, log=lambda m: None)
+    card = fit([], arch="dieleman", name="tones", labels=str(labels), input_s=1.0, epochs=8, patience=8,
+               batch_size=8, lr=3e-3, valid_fraction=0.25, windows_per_epoch=32, log=lambda m: None)
     hist = card["training"]["history"]
     assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
     assert card["training"]["metrics"]["accuracy"] == 1.0
@@ -250,3 +250,60 @@ def test_teacher_not_installed_and_unwritable_cache(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("EMBEDKIT_HOME", str(blocker / "home"))  # the cache cannot be created, even as root
     code, out, err = cli(capsys, "fit", "--arch", "dieleman", "-o", "t2", "--labels", str(labels))
     assert code == 1 and "not writable" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_a_killed_fit_process_resumes_to_the_uninterrupted_weights(tmp_path, home):
+    """A real SIGKILL of `embedkit fit` after its first checkpoint; the rerun ends where a straight run does."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+
+    labels = _tones(tmp_path / "tones", n_per_class=3)
+    base = [sys.executable, "-m", "embedkit.cli.main", "fit", "--arch", "dieleman", "--labels", str(labels),
+            "--input-seconds", "1", "--epochs", "4", "--patience", "4", "--batch-size", "8", "--seed", "5"]
+    env = {**os.environ, "EMBEDKIT_HOME": str(home)}
+    subprocess.run([*base, "-o", "straight"], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*base, "-o", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = home / "runs" / "killed" / "state.json"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (home / "models" / "killed").exists()
+    subprocess.run([*base, "-o", "killed"], env=env, check=True, capture_output=True)
+
+    def weights(name):
+        out = []
+        with h5py.File(home / "models" / name / "model.weights.h5") as f:
+            f.visititems(lambda k, v: out.append((k, v[()])) if isinstance(v, h5py.Dataset) else None)
+        return out
+
+    a, b = weights("straight"), weights("killed")
+    assert [k for k, _ in a] == [k for k, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_distillation_from_msd_vgg_on_real_audio(tmp_path, home):
+    from embedkit import Embedder, pretrained
+    from embedkit.train import fit
+
+    if not pretrained.is_installed("msd_vgg"):
+        pytest.skip("msd_vgg not installed (embedkit models fetch msd_vgg)")
+    files = sorted((SHARED / "data" / "fixtures" / "audio").glob("deb_*.ogg"))[:4]
+    if len(files) < 4:
+        pytest.skip(f"real fixture audio not found under {SHARED}")
+    card = fit([str(f) for f in files], arch="fcn", name="student", teacher="msd_vgg", input_s=3.0, epochs=2,
+               excerpt_s=12, feature_matching=1.0, augment="gain,specaugment", windows_per_epoch=16, log=lambda m: None)
+    tr = card["training"]
+    assert tr["mode"] == "distill" and tr["teacher"] == "msd_vgg"
+    assert 0.0 <= tr["metrics"]["fidelity_roc_auc"] <= 1.0 and -1.0 <= tr["metrics"]["fidelity_corr"] <= 1.0
+    assert card["labels"] == Embedder.from_pretrained("msd_vgg").labels
+    tags = Embedder.from_pretrained("student").tag(str(files[0]), top_k=3)
+    assert len(tags) == 3
