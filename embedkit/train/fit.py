@@ -28,6 +28,7 @@ from .data import PatchSampler, prepare
 from .losses import TASKS
 
 VALID_WINDOWS_PER_TRACK = 10
+VALID_BYTES = 256 << 20  # validation inputs held in memory: at most ~256 MiB (at least one window per track)
 
 
 def _check_cache_writable() -> None:
@@ -203,7 +204,9 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     common = {"kind": spec.input_kind, "input_samples": input_samples, "targets": "teacher" if task == "distill" else "label",
               "feat_mean": feat_mean, "feat_std": feat_std}
     sampler = PatchSampler(prep_train, augment=aug, seed=seed, **common)
-    val = PatchSampler(prep_valid, seed=seed, **common).fixed_windows(VALID_WINDOWS_PER_TRACK)[:3]
+    window_bytes = 4 * (input_samples if spec.input_kind == "waveform" else (input_samples // frontend.HOP) * frontend.N_MELS)
+    per_track = max(1, min(VALID_WINDOWS_PER_TRACK, VALID_BYTES // (window_bytes * len(prep_valid))))
+    val = PatchSampler(prep_valid, seed=seed, **common).fixed_windows(per_track)[:3]
 
     # ---- model -----------------------------------------------------------------------------------
     from .._tf import import_tensorflow
