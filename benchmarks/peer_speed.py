@@ -114,7 +114,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=12)
-    ap.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-peer-venv")
+    ap.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "peer-venv")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-heads")
     ap.add_argument("--peer-batches", default="8,32,128")
     ap.add_argument("--fast-flags", default="--precision int8 --batch-size 64")

@@ -48,7 +48,7 @@ _OPTIONS: list[tuple[str, Callable]] = [
 #: parameters `run_store_embed` understands (others given explicitly are refused with --store).
 _KNOWN = {name for name, _ in _OPTIONS} | {
     "model", "layers", "aggregate", "batch_size", "as_json", "excerpt_s", "workers", "include_tags", "quiet",
-    "verbose",
+    "verbose", "precision",
 }
 
 
@@ -98,6 +98,7 @@ def run_store_embed(ctx: click.Context, inputs: tuple[str, ...] | list[str], **p
         layers=opt("layers"),
         aggregate=opt("aggregate"),
         excerpt_s=excerpt,
+        precision=opt("precision"),
         patches=bool(params.get("patches")) or None,
         tags=bool(params.get("tags") or params.get("include_tags")) or None,
         from_list=params.get("from_list"),

@@ -4,18 +4,22 @@ from __future__ import annotations
 import click
 
 from ._common import PartialFailure, display_path, emit_json, error_line, progress_enabled
-from .options import batch_size_option, compose, excerpt_option, json_option, model_option, top_k_option
+from .options import batch_size_option, compose, excerpt_option, json_option, model_option, precision_option, top_k_option
 
 
 @click.command("tag")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, readable=False))
-@compose(top_k_option, excerpt_option, model_option, batch_size_option, json_option)
-def tag(files: tuple[str, ...], k: int, excerpt: float | None, model: str, batch_size: int, as_json: bool) -> None:
-    """Print the top tags of each FILE (clip-level mean of 3-s patch probabilities)."""
+@compose(top_k_option, excerpt_option, model_option, batch_size_option, precision_option, json_option)
+def tag(files: tuple[str, ...], k: int, excerpt: float | None, model: str, batch_size: int, precision: str | None,
+        as_json: bool) -> None:
+    """Print the top tags of each FILE (clip-level mean of 3-s patch probabilities).
+
+    With several models (-m msd_vgg+msd_musicnn) each model's top tags are listed, labelled 'model:tag'.
+    """
     from embedkit import Embedder
     from embedkit.progress import bar
 
-    emb = Embedder.from_pretrained(model, batch_size=batch_size)
+    emb = Embedder.from_pretrained(model, batch_size=batch_size, precision=precision or "fp32")
     results, failures = [], 0
     stream = bar(emb.embed_files(files, excerpt_s=excerpt), total=len(files), unit="file", desc="tag",
                  enabled=progress_enabled())
