@@ -9,7 +9,7 @@ from ._common import PartialFailure, display_path, emit_json, error_line, progre
 from .embed_store_options import run_store_embed, store_options
 from .options import (
     aggregate_option, batch_size_option, compose, excerpt_option, json_option, layers_option, model_option,
-    patches_option, store_option, workers_option,
+    patches_option, precision_option, store_option, workers_option,
 )
 
 DEFAULT_STORE = "embedkit-store"
@@ -20,11 +20,11 @@ DEFAULT_STORE = "embedkit-store"
 @click.argument("inputs", nargs=-1, type=click.Path(readable=False))  # unreadable = a failed input (exit 3)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write vectors to one file (.npz, .npy, .csv, .jsonl).")
 @compose(store_option, excerpt_option, patches_option, workers_option)
-@compose(model_option, layers_option, aggregate_option, batch_size_option, json_option)
+@compose(model_option, layers_option, aggregate_option, batch_size_option, precision_option, json_option)
 @click.pass_context
 def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store: str | None, excerpt: float | None,
-          patches: bool, workers: int, model: str, layers: str | None, aggregate: str, batch_size: int, as_json: bool,
-          **store_kwargs) -> None:
+          patches: bool, workers: int, model: str, layers: str | None, aggregate: str, batch_size: int,
+          precision: str | None, as_json: bool, **store_kwargs) -> None:
     """Embed audio INPUTS (files or folders).
 
     With -o OUT the vectors of a handful of files go to one file. With --store STORE (or when a folder is
@@ -38,16 +38,16 @@ def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store
             raise click.UsageError("use either -o OUT (a few files) or --store STORE (a collection), not both")
         run_store_embed(ctx, inputs=inputs, store=store or DEFAULT_STORE, excerpt=excerpt, patches=patches,
                         workers=workers, model=model, layers=layers, aggregate=aggregate, batch_size=batch_size,
-                        as_json=as_json, **store_kwargs)
+                        precision=precision, as_json=as_json, **store_kwargs)
         return
     if folders:
         raise click.UsageError(f"{folders[0]} is a folder: use --store STORE to embed a collection")
     _embed_to_file(list(inputs), output, excerpt=excerpt, patches=patches, workers=workers, model=model,
-                   layers=layers, aggregate=aggregate, batch_size=batch_size, as_json=as_json)
+                   layers=layers, aggregate=aggregate, batch_size=batch_size, precision=precision, as_json=as_json)
 
 
 def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, workers, model, layers, aggregate,
-                   batch_size, as_json) -> None:
+                   batch_size, as_json, precision=None) -> None:
     from embedkit import Embedder
     from embedkit.export import check_output, write_embeddings
 
@@ -55,7 +55,7 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
         check_output(output)  # an unsupported extension or unwritable folder fails before any embedding
     from embedkit.progress import bar
 
-    emb = Embedder.from_pretrained(model, batch_size=batch_size)
+    emb = Embedder.from_pretrained(model, batch_size=batch_size, precision=precision or "fp32")
     try:
         layout = emb.layout.subset(layers).to_json(aggregation=aggregate)
     except ValueError as exc:
@@ -75,7 +75,8 @@ def _embed_to_file(files: list[str], output: str | None, *, excerpt, patches, wo
         out_path = write_embeddings(output, ok, labels=emb.labels, layout=layout, model=emb.name,
                                     fingerprint=emb.fingerprint)
     summary = {
-        "model": emb.name, "fingerprint": emb.fingerprint, "dim": int(ok[0].vector.size) if ok else None,
+        "model": emb.name, "precision": emb.precision, "fingerprint": emb.fingerprint,
+        "dim": int(ok[0].vector.size) if ok else None,
         "aggregation": aggregate, "layers": emb.layout.parse_layers(layers), "output": str(out_path) if out_path else None,
         "embedded": len(ok), "failed": len(failed), "failures": failed,
         "items": [{"path": r.path, "n_patches": r.n_patches, "padded": r.padded, "duration_s": round(r.duration_s, 3)}
