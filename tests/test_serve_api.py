@@ -362,3 +362,87 @@ def test_serving_never_writes_the_store(world):
 
 def test_collection_limits_are_what_the_api_reports(client):
     assert client.get("/api/info").json()["max_upload_bytes"] == collection_mod.MAX_UPLOAD_BYTES
+
+
+# ---- heads and labels --------------------------------------------------------------------------------
+
+
+def test_heads_and_labels_colour_the_map_and_predict(world, tmp_path):
+    from embedkit.errors import ModelMismatchError
+    from embedkit.heads import Head
+
+    with Store.open(world["store"]) as st:
+        ids = st.ids()
+        items = [st.get(int(i)) for i in ids]
+        X = st.vectors(ids)
+        album = np.array([Path(it.path).parent.name for it in items])
+        info = {"model": st.manifest["model"], "model_fingerprint": st.model_fingerprint,
+                "aggregation": st.manifest["aggregation"]}
+        Head("classification", "logreg", layout=st.layout).fit(X, album).save(tmp_path / "album.head", info=info)
+        Head("classification", "logreg", layout=st.layout).fit(X, album).save(
+            tmp_path / "other.head", info={**info, "model_fingerprint": "f" * 64})
+    csv = tmp_path / "albums.csv"
+    csv.write_text("path,label,group\n" + "".join(f"{it.path},{a},g{k % 2}\n" for k, (it, a) in enumerate(zip(items, album))))
+    col = Collection(world["store"], embedder=FakeEmbedder(), heads=[str(tmp_path / "album.head")], labels=[str(csv)])
+    with TestClient(create_app(col, close_collection=True)) as c:
+        names = [f["name"] for f in c.get("/api/fields").json()]
+        assert {"head:album", "label:albums", "group:albums"} <= set(names)
+        head_f = c.get("/api/fields/head:album").json()
+        pred = [head_f["categories"][k] for k in head_f["codes"]]
+        assert np.mean(np.array(pred) == album) >= 0.8  # a head fitted on these very labels mostly reproduces them
+        lab_f = c.get("/api/fields/label:albums").json()
+        assert [lab_f["categories"][k] for k in lab_f["codes"]] == album.tolist()
+        grp = c.get("/api/fields/group:albums").json()
+        assert sorted(grp["categories"]) == ["g0", "g1"]
+        d = c.get(f"/api/items/{int(ids[0])}").json()
+        (p,) = d["predictions"]
+        assert p["head"] == "album" and p["task"] == "classification" and p["prediction"] == pred[0]
+        assert sum(t["p"] for t in p["top"]) == pytest.approx(1.0, abs=1e-3)
+        assert c.get("/api/info").json()["heads"] == ["album"]
+    with pytest.raises(ModelMismatchError, match="fingerprint"):
+        Collection(world["store"], heads=[str(tmp_path / "other.head")])
+
+
+# ---- the command ---------------------------------------------------------------------------------------
+
+
+def _spawn_serve(store: Path, *args: str):
+    import subprocess
+    import sys
+
+    code = "from embedkit.cli.main import main; main()"
+    return subprocess.Popen([sys.executable, "-c", code, "serve", str(store), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_serve_command_listens_and_warns_off_localhost(world):
+    import httpx
+
+    proc = _spawn_serve(world["store"], "--host", "0.0.0.0", "--port", "0", "--layout", "pca")
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "serving" in line:
+                break
+        text = "".join(lines)
+        assert "warning: listening on 0.0.0.0" in text and "127.0.0.1" in text
+        url = re.search(r"at (http://\S+/)", text).group(1).replace("0.0.0.0", "127.0.0.1")
+        r = httpx.get(url + "api/info", timeout=30)
+        assert r.status_code == 200 and r.json()["items"] == 13
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_command_refuses_a_busy_port_in_one_line(world):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc = _spawn_serve(world["store"], "--port", str(port))
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert len(err.strip().splitlines()) == 1 and "warning" not in err

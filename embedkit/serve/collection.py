@@ -223,10 +223,10 @@ class Collection:
             try:
                 if head.task == "regression":
                     v = np.asarray(head.predict(X), np.float64).reshape(1, -1)[0]
-                    entry["values"] = {n: round(float(x), 4) for n, x in zip(head.output_names(), v)}
+                    entry["values"] = {n: round(float(x), 4) for n, x in zip(_output_names(head), v)}
                 elif head.has_proba:
                     pr = head.predict_proba(X)[0]
-                    names = head.output_names()
+                    names = _output_names(head)
                     top = np.argsort(-pr, kind="stable")[:TOP_K]
                     entry["top"] = [{"label": str(names[j]), "p": round(float(pr[j]), 4)} for j in top]
                     entry["prediction"] = entry["top"][0]["label"] if head.task == "classification" else None
@@ -363,7 +363,7 @@ class Collection:
             v = np.asarray(head.predict(X), np.float64).reshape(len(self.ids), -1)[:, 0]
             return Field(f"head:{name}", f"head: {name}", "value", "head", values=v)
         if head.task == "multilabel":
-            names = head.output_names()
+            names = _output_names(head)
             pr = head.predict_proba(X)
             return _categorical(f"head:{name}", f"head: {name} (top label)", "head", [str(names[j]) for j in pr.argmax(1)])
         return _categorical(f"head:{name}", f"head: {name}", "head", [str(v) for v in np.asarray(head.predict(X)).ravel()])
@@ -420,6 +420,12 @@ class Collection:
             "layout": {k: v for k, v in self.layout.info.items() if k != "norm"}, "roots": self.roots,
             "fields": self.field_list(), "max_upload_bytes": MAX_UPLOAD_BYTES,
         }
+
+
+def _output_names(head: Any) -> list[str]:
+    """A head's class / target / tag names (a property in newer heads, a method in older ones)."""
+    names = head.output_names
+    return list(names() if callable(names) else names)
 
 
 def _clamp_k(k: int) -> int:

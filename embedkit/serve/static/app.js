@@ -331,6 +331,11 @@ $("query-file").addEventListener("change", (e) => { if (e.target.files[0]) query
 const wrap = $("map-wrap");
 for (const t of ["dragenter", "dragover"]) wrap.addEventListener(t, (e) => { e.preventDefault(); wrap.classList.add("dragover"); });
 wrap.addEventListener("dragleave", () => wrap.classList.remove("dragover"));
+// a file dropped anywhere else on the page is a query too (instead of the browser navigating to it)
+for (const t of ["dragover", "drop"]) document.addEventListener(t, (e) => {
+  e.preventDefault();
+  if (t === "drop" && !wrap.contains(e.target) && e.dataTransfer && e.dataTransfer.files[0]) queryFile(e.dataTransfer.files[0]);
+});
 wrap.addEventListener("drop", (e) => {
   e.preventDefault(); wrap.classList.remove("dragover");
   const f = e.dataTransfer && e.dataTransfer.files[0];
