@@ -64,8 +64,9 @@ def _new_spec(emb: Any, *, model: str | None, layers: Any, aggregate: str | None
         if emb is not None:
             return VectorSpec.for_embedder(emb, layers=layers, aggregation=aggregate or "mean", excerpt_s=excerpt_s,
                                            precision=precision)
+        prec = "fp32" if precision in (None, "auto") else precision  # auto: resolved when the model loads
         return VectorSpec.for_model(model or pretrained.DEFAULT_MODEL, layers=layers, aggregation=aggregate or "mean",
-                                    excerpt_s=excerpt_s, precision=precision or "fp32")
+                                    excerpt_s=excerpt_s, precision=prec)
     except SpecError as exc:
         raise EmbedkitError(_option_hint(str(exc))) from None
 
@@ -143,6 +144,7 @@ def _resolve_settings(
     """This run's settings for an existing store: the store's spec, with what was given checked against it
     (anything different is refused naming both sides). A given embedder must make the store's vectors."""
     base = st.spec
+    precision = None if precision == "auto" else precision  # auto on an existing store: the store's precision
     if patches and not st.has_patches:
         raise StoreError(f"{st.path}: store was created without --patches; use a new store for per-patch vectors")
     if tags and not st.has_tags:
@@ -229,9 +231,9 @@ def embed_into_store(
     else:
         spec = _new_spec(emb, model=model, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s, precision=precision)
         if emb is None:  # options were checked above, before the model loads; the store takes the loaded model's spec
-            emb = _load(spec, batch_size)
+            emb = _load(spec, batch_size, precision=precision)
             spec = _new_spec(getattr(emb, "embedder", emb), model=model, layers=layers, aggregate=aggregate,
-                             excerpt_s=excerpt_s, precision=precision or spec.precision)
+                             excerpt_s=excerpt_s, precision=getattr(emb, "precision", None) or spec.precision)
         s = _Settings(spec, bool(patches), bool(tags))
         try:
             st = Store.create(store_path, spec, wait=wait, **_manifest_extras(emb, s))
@@ -246,10 +248,16 @@ def embed_into_store(
         st.close()
 
 
-def _load(spec: VectorSpec, batch_size: int, st: Store | None = None) -> Any:
+def _load(spec: VectorSpec, batch_size: int, st: Store | None = None, *, precision: str | None = None) -> Any:
     """An embedder that makes exactly ``spec``'s vectors (refused, naming the store, when the installed
-    weights differ from those the store was made with)."""
+    weights differ from those the store was made with). ``precision="auto"``: the fastest precision that
+    meets its fidelity bar here (new stores only), recorded in the spec."""
     try:
+        if precision == "auto":
+            from .embedder import Embedder
+
+            emb = Embedder.from_pretrained(spec.model, batch_size=batch_size, precision="auto")
+            return spec.replace(precision=getattr(emb, "precision", "fp32")).bind(emb)
         return spec.embedder(batch_size=batch_size)
     except SpecMismatchError as exc:
         if st is None:

@@ -359,7 +359,7 @@ def _embed_command():
 def _invoke(args, monkeypatch, capsys):
     from embedkit.cli._common import run_guarded
 
-    monkeypatch.setattr("embedkit.collection._load", lambda model, batch_size: FakeEmbedder())
+    monkeypatch.setattr("embedkit.collection._load", lambda *a, **k: FakeEmbedder())
     group = click.Group("embedkit", commands={"embed": _embed_command()})
     capsys.readouterr()
     rc = run_guarded(group, args)

@@ -53,7 +53,7 @@ def _edit_manifest(store: Path, **changes) -> None:
 
 
 def _embed_fake(monkeypatch, capsys, *args):
-    monkeypatch.setattr("embedkit.collection._load", lambda spec, batch_size, st=None: FakeEmbedder())
+    monkeypatch.setattr("embedkit.collection._load", lambda *a, **k: FakeEmbedder())
     return run(capsys, "embed", *args)
 
 
