@@ -27,7 +27,6 @@ packages' recordings (no groups). Writes the "metric" section of docs/benchmarks
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import sys
@@ -44,9 +43,11 @@ from _report import machine_line, markdown_table, write_section  # noqa: E402
 from heads import fetch_packages, package_tracks  # noqa: E402
 from recommend import simulate  # noqa: E402
 
-PACKAGES = ["asc-music", "drascula-music", "fb-music-high", "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid",
+PACKAGES = ["asc-music", "drascula-music", "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid",
             "hyperrogue-music", "nexuiz-music", "planetblupi-music-ogg", "singularity-music", "ufoai-music",
-            "warzone2100-music", "wesnoth-1.16-music", "xblast-tnt-musics"]
+            "warzone2100-music", "wesnoth-1.16-music", "supertux-data", "hedgewars-data", "lincity-ng-data",
+            "xmoto-data", "extremetuxracer-data", "neverball-data", "warmux-data", "flare-game"]
+AUDIO = (".ogg", ".mp3", ".opus", ".flac", ".wav")
 K = 10
 SEG_PATCHES = 3
 
@@ -58,11 +59,28 @@ def log(msg: str) -> None:
 # ---- corpus -------------------------------------------------------------------------------------------
 
 
+def unpack_pk3(root: Path) -> None:
+    """Game packages that ship their music inside ``.pk3`` (zip) archives: extract the audio members once."""
+    import zipfile
+
+    for pk3 in sorted(root.rglob("*.pk3")):
+        out = root / "_pk3" / pk3.stem
+        if (out / ".done").exists():
+            continue
+        with zipfile.ZipFile(pk3) as z:
+            for m in z.namelist():
+                if m.lower().endswith(AUDIO) and ".." not in m:
+                    z.extract(m, out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".done").write_text("ok")
+
+
 def corpus(cache: Path, n_tracks: int) -> tuple[list[str], list[str]]:
     """(paths, package) of distinct recordings: up to ``n_tracks`` per package, duplicates (same bytes) dropped."""
     roots = fetch_packages(cache / "packages", PACKAGES)
     paths, pkg, seen = [], [], set()
     for name, root in roots.items():
+        unpack_pk3(root)
         picked = 0
         for p in package_tracks(root, 4 * n_tracks):
             real = p.resolve()
@@ -81,9 +99,8 @@ def corpus(cache: Path, n_tracks: int) -> tuple[list[str], list[str]]:
 def build_store(cache: Path, paths: list[str], excerpt_s: float) -> Path:
     from embedkit.collection import embed_into_store
 
-    key = hashlib.sha256(("\n".join(sorted(paths)) + f"|{excerpt_s}").encode()).hexdigest()[:12]
-    store = cache / f"store-{key}"
-    lst = cache / f"store-{key}.list"
+    store = cache / f"store-excerpt{excerpt_s:g}"  # one resumable store per excerpt: new recordings are added
+    lst = cache / f"store-excerpt{excerpt_s:g}.list"
     lst.write_text("\n".join(paths) + "\n")
     t0 = time.perf_counter()
     summary = embed_into_store([], store, from_list=str(lst), excerpt_s=excerpt_s, patches=True, progress=False)
@@ -115,16 +132,16 @@ def recommender(Z, ids, pkg, users: int, seed: int) -> dict:
 
     u, idx, plays = simulate(np.asarray(pkg), users, seed=seed)
     inter = Interactions.from_arrays(u, ids[idx], plays)
-    res = evaluate(Z, ids, inter, k=K, folds=5, seed=seed, scorers=("mean", "multi"), baselines=("random",))
+    res = evaluate(Z, ids, inter, k=K, folds=5, seed=seed, scorers=("mean",), baselines=("random",))
     return {n: s[f"map@{K}"] for n, s in res["summary"].items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tracks", type=int, default=24, help="recordings per package")
+    ap.add_argument("--tracks", type=int, default=16, help="recordings per package")
     ap.add_argument("--folds", type=int, default=3, help="package folds (train on the others, test on one)")
     ap.add_argument("--excerpt", type=float, default=60.0, help="seconds embedded per recording (centred)")
-    ap.add_argument("--users", type=int, default=300, help="simulated listeners for the recommender")
+    ap.add_argument("--users", type=int, default=200, help="simulated listeners for the recommender")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-metric")
@@ -137,6 +154,7 @@ def main() -> None:
     from embedkit.spaces.groups import Groups
     from embedkit.spaces.samples import segments
     from embedkit.spaces.train import TrainConfig
+    from embedkit.spaces.zero_label import fit_zero_label
     from embedkit.store import Store
 
     load = os.getloadavg()
@@ -163,10 +181,11 @@ def main() -> None:
 
     rng = np.random.default_rng(args.seed)
     fold_of = dict(zip(packages, rng.permutation(packages.size) % args.folds))
-    names = ["raw cosine", f"zero-label ({zreport['chosen']})", "learned: packages, linear", "learned: packages, MLP",
-             "learned: self-supervised segments, linear"]
+    whiten = fit_zero_label("whiten", st.vectors(st.ids()))
+    names = ["raw cosine", f"zero-label default ({zreport['chosen']})", "zero-label whiten (measured only)",
+             "learned: packages, linear", "learned: packages, MLP", "learned: self-supervised segments, linear"]
     results: dict[str, list[dict]] = {n: [] for n in names}
-    train_info: dict[str, list[dict]] = {n: [] for n in names[2:]}
+    train_info: dict[str, list[dict]] = {n: [] for n in names[3:]}
     for f in range(args.folds):
         test_p = [p for p in packages if fold_of[p] == f]
         tr = ~np.isin(pkg, test_p)
@@ -174,10 +193,10 @@ def main() -> None:
         seg_te = np.isin(S_rec, ids[te])
         groups = Groups(ids[tr], pkg[tr], source=str(args.cache / "train-groups.csv"))
         (args.cache / "train-groups.csv").write_text("item,group\n" + "".join(f"{i},{g}\n" for i, g in zip(ids[tr], pkg[tr])))
-        spaces = {names[0]: Space("raw", st.dim, {}), names[1]: baseline}
-        for name, cfg, grp in ((names[2], TrainConfig(model="linear", steps=args.steps, seed=args.seed), groups),
-                               (names[3], TrainConfig(model="mlp", steps=args.steps, seed=args.seed), groups),
-                               (names[4], TrainConfig(model="linear", steps=args.steps, seed=args.seed), None)):
+        spaces = {names[0]: Space("raw", st.dim, {}), names[1]: baseline, names[2]: whiten}
+        for name, cfg, grp in ((names[3], TrainConfig(model="linear", steps=args.steps, seed=args.seed), groups),
+                               (names[4], TrainConfig(model="mlp", steps=args.steps, seed=args.seed), groups),
+                               (names[5], TrainConfig(model="linear", steps=args.steps, seed=args.seed), None)):
             t0 = time.process_time()
             sp = fit_store(st, grp, config=cfg, seg_patches=SEG_PATCHES, ids=None if grp is not None else ids[tr])
             train_info[name].append({"cpu_s": time.process_time() - t0, "best_step": sp.info["best_step"],
@@ -192,7 +211,7 @@ def main() -> None:
             r["fold"], r["test_packages"], r["n_test"] = f, test_p, int(te.sum())
             results[name].append(r)
             log(f"  {name:<42} pkg mAP {r['pkg_tracks']['map']:.3f}  seg mAP {r['pkg_segments']['map']:.3f}  "
-                f"rec mAP {r['recording']['map']:.3f}  cold mAP mean {r['rec']['mean']:.3f} multi {r['rec']['multi']:.3f}")
+                f"rec mAP {r['recording']['map']:.3f}  cold mAP {r['rec']['mean']:.3f} (random {r['rec']['random']:.3f})")
     st.close()
     md = report(results, names, train_info, zreport, cpu_baseline, ids, packages, S.shape[0], args, load,
                 time.perf_counter() - t_all, time.process_time() - c_all)
@@ -217,7 +236,7 @@ def report(results, names, train_info, zreport, cpu_baseline, ids, packages, n_s
                      _ms([r["pkg_tracks"]["map"] for r in rs]), _ms([r["pkg_segments"]["map"] for r in rs]),
                      _ms([r["recording"]["triplet"] for r in rs]), _ms([r["recording"]["recall"] for r in rs]),
                      _ms([r["recording"]["map"] for r in rs]),
-                     _ms([r["rec"]["mean"] for r in rs]), _ms([r["rec"]["multi"] for r in rs])])
+                     _ms([r["rec"]["mean"] for r in rs])])
     raw = np.array([r["pkg_tracks"]["map"] for r in results[names[0]]])
     gains = []
     for n in names[1:]:
@@ -228,7 +247,7 @@ def report(results, names, train_info, zreport, cpu_baseline, ids, packages, n_s
     trows = [[n, _ms([t["vectors"] for t in ti]), _ms([t["cpu_s"] for t in ti]), ", ".join(str(t["best_step"]) for t in ti),
               ", ".join(f"{t['val_init']} → {t['val_best']}" for t in ti)] for n, ti in train_info.items()]
     head = ["space", "pkg triplet acc", f"pkg recall@{K}", "pkg mAP (tracks)", "pkg mAP (9-s segments)",
-            "rec triplet acc", f"rec recall@{K}", "rec mAP", "cold mAP@10 (mean profile)", "cold mAP@10 (multi-interest)"]
+            "rec triplet acc", f"rec recall@{K}", "rec mAP", "cold-item mAP@10"]
     return "\n".join([
         f"Corpus: {ids.size} recordings (centred {args.excerpt:.0f} s of each, msd_vgg, per-patch vectors) from "
         f"{packages.size} Debian game-music packages ({', '.join(packages)}); {n_seg} segments of {SEG_PATCHES} patches (≈ 9 s).",
@@ -247,14 +266,16 @@ def report(results, names, train_info, zreport, cpu_baseline, ids, packages, n_s
         "",
         "Package mAP (tracks) over raw cosine, held-out packages: " + "; ".join(gains) + ".",
         "",
+        f"Random ranking's cold-item mAP@10: {_ms([r['rec']['random'] for r in results[names[0]]])}.",
+        "",
         "Folds: " + "; ".join(folds) + ".",
         "",
         f"Zero-label baseline (`embedkit metric baseline`): chosen **{zreport['chosen']}** — {zreport['reason']}. "
         f"Self-retrieval proxy MRR of each candidate on held-out recordings: {cand}. Fitted on the whole store "
         f"(no labels), {cpu_baseline:.1f} CPU-s.",
         "",
-        "Training (`embedkit metric fit`, batch-hard triplet loss, margin 0.2, 600 steps of 16 groups × 6 segments, "
-        "weights with the best mAP on 25 % held-out training groups kept):",
+        f"Training (`embedkit metric fit`, batch-hard triplet loss, margin 0.2, up to {args.steps} steps of 16 groups × 6 "
+        "segments, weights with the best mAP on 25 % held-out training groups kept):",
         "",
         markdown_table(["space", "training vectors", "CPU-s per fit", "best step per fold", "validation mAP start → best"], trows),
         "",

@@ -95,7 +95,8 @@ def baseline(store_path: str, name: str, seed: int, force: bool, as_json: bool) 
         return
     for c in report["candidates"]:
         mark = "*" if c["name"] == report["chosen"] else " "
-        click.echo(f"{mark} {c['name']:<12} MRR {c['mrr']:.4f}  recall@1 {c['recall@1']:.4f}")
+        note = "" if c.get("eligible", True) else "  (measured only: not eligible as the default)"
+        click.echo(f"{mark} {c['name']:<12} MRR {c['mrr']:.4f}  recall@1 {c['recall@1']:.4f}{note}")
     click.echo(f"chose {report['chosen']}: {report['reason']}; saved to {card_path}")
 
 

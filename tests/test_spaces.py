@@ -129,7 +129,7 @@ def test_zero_label_candidates_and_choice():
         Z = sp.transform(X)
         assert Z.shape[0] == X.shape[0] and np.allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
     # recordings differ a little in every dim, under a large common offset and a loud shared direction that
-    # fluctuates from patch to patch: raw cosine confuses the halves of recordings, whitening does not
+    # fluctuates from patch to patch: raw cosine confuses the halves of recordings, standardising helps
     rng = np.random.default_rng(0)
     loud = rng.normal(size=32)
     loud /= np.linalg.norm(loud)
@@ -139,7 +139,9 @@ def test_zero_label_candidates_and_choice():
     A, B = np.stack([p[:4].mean(0) for p in P[40:]]), np.stack([p[4:].mean(0) for p in P[40:]])
     sp, report = choose_zero_label(X, A, B, fit_rows=np.arange(40))
     scores = {c["name"]: c["mrr"] for c in report["candidates"]}
-    assert report["chosen"] != "raw" and scores[report["chosen"]] > scores["raw"] + 0.05
+    assert report["chosen"] != "raw" and scores[report["chosen"]] > scores["raw"] + 0.02
+    # whitening wins this proxy but is measured only, never the default (it hurts package retrieval on real music)
+    assert scores["whiten"] > scores[report["chosen"]] and report["chosen"] != "whiten"
     assert sp.kind == dict((c["name"], c["kind"]) for c in report["candidates"])[report["chosen"]]
     assert proxy_mrr(sp, A, B).mean() > proxy_mrr(Space("raw", 32, {}), A, B).mean()
 

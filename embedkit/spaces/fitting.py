@@ -103,7 +103,10 @@ def fit_store(store: Any, groups: Groups | None = None, *, config: TrainConfig |
     if groups is not None:
         from ..sidecar import sha256_file
 
-        info["groups_file"] = {"path": groups.source, "sha256": sha256_file(groups.source), "column": groups.column,
+        from pathlib import Path
+
+        digest = sha256_file(groups.source) if Path(groups.source).is_file() else None
+        info["groups_file"] = {"path": groups.source, "sha256": digest, "column": groups.column,
                                "items": int(groups.ids.size), "groups": groups.n_groups, "skipped": len(groups.skipped)}
     space.info = info
     return space

@@ -39,6 +39,7 @@ class TrainConfig:
     batch_groups: int = 16
     per_group: int = 6
     weight_decay: float = 1e-3
+    init: str = "pca"
     shrink: float = 0.1
     val_fraction: float = 0.25
     eval_every: int = 25
@@ -145,9 +146,14 @@ def _split(labels: np.ndarray, recordings: np.ndarray | None, frac: float, rng: 
     return ~val, val, f"{val_k.size} held-out recordings (fewer than 5 groups)"
 
 
-def _pca_whiten(S: np.ndarray, m: int, shrink: float) -> np.ndarray:
-    """``(d, m)``: the ``m`` main axes of zero-mean ``S``, scaled to unit variance (+ ``shrink`` × mean variance)."""
+def _pca_init(S: np.ndarray, m: int, init: str, shrink: float) -> np.ndarray:
+    """``(d, m)``: the ``m`` main axes of zero-mean ``S`` (``pca``), scaled to unit variance (+ ``shrink`` ×
+    mean variance) for ``whiten``."""
     _, sv, vt = np.linalg.svd(S, full_matrices=False)
+    if init == "pca":
+        return vt[:m].T
+    if init != "whiten":
+        raise SpaceError(f"unknown init {init!r}; expected 'pca' or 'whiten'")
     var = sv[:m] ** 2 / max(S.shape[0] - 1, 1)
     return vt[:m].T / np.sqrt(var + shrink * var.mean() + 1e-12)
 
@@ -191,7 +197,7 @@ def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: 
     scale = np.maximum(std, 1e-6 * max(float(std.max()), 1e-12))
     S_all = (U - mean) / scale
     m = int(min(cfg.dim, X.shape[1], max(Xtr.shape[0] - 1, 1)))
-    W0 = _pca_whiten(S_all, m, cfg.shrink)  # start: PCA-whitening of the standardised vectors (zero mean)
+    W0 = _pca_init(S_all, m, cfg.init, cfg.shrink)  # start: main axes of the standardised vectors (zero mean)
     params: dict[str, np.ndarray] = {"W": W0.copy()}
     if cfg.model == "mlp":
         params["W1"] = rng.normal(0, math.sqrt(2.0 / X.shape[1]), (X.shape[1], cfg.hidden))
