@@ -446,3 +446,10 @@ def test_serve_command_refuses_a_busy_port_in_one_line(world):
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert len(err.strip().splitlines()) == 1 and "warning" not in err
+
+
+def test_unknown_index_is_refused_at_start(world):
+    from embedkit.errors import EmbedkitError
+
+    with pytest.raises(EmbedkitError, match="nope"):
+        Collection(world["store"], index="nope")

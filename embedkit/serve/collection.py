@@ -106,6 +106,8 @@ class Collection:
         try:
             self.searcher = Searcher(self.store, index=index or "default", embedder=embedder)
             self.index_name = index
+            self.say("loading the search index")
+            _ = self.searcher.index  # fail now, in one line, on a missing named index or a stale one
             items = {it.id: it for it in self.store.items("ok")}
             self.layout = layout_for_store(self.store, method=layout_method, progress=self.say)
             self.ids = self.layout.ids
