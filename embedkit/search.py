@@ -226,7 +226,8 @@ class Searcher:
         if isinstance(q, (int, np.integer)) and not isinstance(q, bool):
             return [self._from_id(int(q), str(q), patches=patches)]
         text = os.fspath(q) if isinstance(q, os.PathLike) else str(q)
-        item = st.get(text)
+        resolve = getattr(st, "resolve", None)
+        item = st.get(text) if resolve is None else resolve(text, by_content=False)  # the store's one rule
         if item is not None:
             return [self._from_item(item, text, "path", patches=patches)]
         p = Path(text)
@@ -297,27 +298,36 @@ class Searcher:
 
     @property
     def embedder(self) -> Any:
-        if self._embedder is None:
-            from .embedder import Embedder
+        """An embedder bound to the store's vector spec (`VectorSpec.embedder`; a given embedder is checked
+        against the spec and bound to it): audio queries are embedded exactly as the stored vectors were."""
+        from .index import store_spec
+        from .spec import SpecEmbedder, SpecMismatchError
 
-            self._embedder = Embedder.from_pretrained(self.store.manifest.get("model", "msd_vgg"))
+        if not isinstance(self._embedder, SpecEmbedder):
+            spec = store_spec(self.store)
+            if spec is None:
+                raise ModelMismatchError(f"{self.store.path}: the store's manifest does not say how its vectors were made; "
+                                         "audio queries cannot be embedded the same way (query with stored ids or paths)")
+            if self._embedder is None:
+                self._embedder = spec.embedder()
+            else:
+                emb = self._embedder
+                if getattr(emb, "fingerprint", None) != spec.model_fingerprint:
+                    spec.bind(emb)  # raises the one-line SpecMismatchError naming both models
+                try:
+                    self._embedder = spec.bind(emb)
+                except SpecMismatchError:
+                    # same weights, but the manifest cannot name the model's blocks (a model without a card,
+                    # e.g. a test stand-in): embed with the manifest's own settings
+                    m = self.store.manifest
+                    self._embedder = SpecEmbedder(spec, _SettingsEmbedder(emb, m.get("layers") or None))
         return self._embedder
 
     def _embed(self, queries: list[_Query], *, patches: bool) -> None:
-        """Embed audio queries on the fly with the store's model, layers, aggregation and excerpt."""
-        m = self.store.manifest
+        """Embed audio queries on the fly with the store's model, layers, aggregation and excerpt (its spec)."""
         emb = self.embedder
-        if getattr(emb, "fingerprint", None) != self.store.model_fingerprint:
-            raise ModelMismatchError(
-                f"{self.store.path}: store vectors come from model {m.get('model')} fingerprint "
-                f"{self.store.model_fingerprint[:12]}…, the query embedder is {getattr(emb, 'name', '?')} "
-                f"{str(getattr(emb, 'fingerprint', '?'))[:12]}…; audio queries cannot be compared"
-            )
-        layers = m.get("layers") or None
-        results = emb.embed_files(
-            [q.path for q in queries], layers=layers, aggregate=m.get("aggregation", "mean"),
-            excerpt_s=None if patches else m.get("excerpt_s"), return_patches=patches,
-        )
+        kw = {"excerpt_s": None} if patches else {}
+        results = emb.embed_files([q.path for q in queries], return_patches=patches, **kw)
         for q, r in zip(queries, results):
             if not getattr(r, "ok", hasattr(r, "vector")):
                 q.error = r.error
@@ -466,6 +476,20 @@ class Searcher:
                     break
             results[i].neighbors = ranked
         return results
+
+
+class _SettingsEmbedder:
+    """Wraps an embedder so that the ``layers`` it is asked for are the store manifest's own list."""
+
+    def __init__(self, emb: Any, layers: Any) -> None:
+        self.emb, self.layers = emb, layers
+
+    def embed_files(self, paths: Any, **kw: Any) -> Any:
+        kw["layers"] = self.layers
+        return self.emb.embed_files(paths, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.emb, name)
 
 
 def _exact(store: Any, x: np.ndarray, labels: np.ndarray, item_ids: np.ndarray | None = None) -> VectorIndex:
