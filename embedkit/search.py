@@ -226,6 +226,11 @@ class Searcher:
         if isinstance(q, (int, np.integer)) and not isinstance(q, bool):
             return [self._from_id(int(q), str(q), patches=patches)]
         text = os.fspath(q) if isinstance(q, os.PathLike) else str(q)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            return [_Query(shown, error=f"{shown}: not valid UTF-8 text (binary bytes in a query?); give ids, paths or files")]
         resolve = getattr(st, "resolve", None)
         item = st.get(text) if resolve is None else resolve(text, by_content=False)  # the store's one rule
         if item is not None:

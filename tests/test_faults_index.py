@@ -169,3 +169,15 @@ def test_old_index_cards_without_checksums_still_load(tmp_path):
     card_path.write_text(json.dumps(card))
     with pytest.raises(IndexStateError, match="no checksums"):
         open_for_store(st)
+
+
+def test_binary_bytes_in_queries_are_one_line(tmp_path, capsys):
+    make_store(tmp_path / "s", n=20)[0].close()
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(bytes(range(256)) * 4)
+    code, out, err = run(capsys, "similar", str(tmp_path / "s"), "--queries", str(nul))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe abc\n")
+    code, out, err = run(capsys, "similar", str(tmp_path / "s"), "--queries", str(bad))
+    assert "not valid UTF-8" in one_line_error(code, err) and "\\xff\\xfe abc" in err
