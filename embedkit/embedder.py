@@ -23,6 +23,21 @@ from .features import FeatureLayout, aggregate
 _CHUNK_PATCHES = 32
 #: Maximum chunks waiting for the network: bounds memory to ~_QUEUE_CHUNKS × 4.5 MB.
 _QUEUE_CHUNKS = 16
+#: Decode threads run this much nicer than the caller (Linux: per-thread priority), so that on a machine
+#: whose cores the network keeps busy they fill the network's gaps instead of stalling its synchronised
+#: oneDNN threads; they still get whole cores when the network waits for patches. 0 = off.
+DECODE_NICE = 0
+
+
+def _nicer_thread(delta: int) -> None:
+    """Lower the calling thread's scheduling priority by ``delta`` (no-op where unsupported)."""
+    if delta <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + delta))
+    except OSError:
+        pass
 
 
 @dataclass
@@ -273,6 +288,7 @@ class Embedder:
         stop = threading.Event()
 
         def worker() -> None:
+            _nicer_thread(DECODE_NICE)
             while not stop.is_set():
                 with index_lock:
                     i = next(next_index, None)

@@ -140,8 +140,9 @@ def convert(card: dict, weights_path: str, layout: FeatureLayout, calibration: n
 class QuantizedNetwork:
     """The `embedkit.network.Network` interface over an int8 TFLite model (same outputs, float32).
 
-    Every batch is padded to ``batch_size`` rows; rows never interact (static quantization ranges), so a
-    patch's outputs do not depend on its batch.
+    The model is converted for batches of exactly ``batch_size`` (one cached file per batch size); a partial
+    batch is zero-padded. Rows never interact (static quantization ranges), so a patch's outputs do not
+    depend on its batch.
     """
 
     precision = "int8"
@@ -159,22 +160,21 @@ class QuantizedNetwork:
         cal = calibration_patches(kind.name)
         key = hashlib.sha256()
         for part in (RECIPE, tf.__version__, str(card.get("weights_sha256") or pretrained.sha256_file(weights_path)),
-                     ",".join(layout.names)):
+                     ",".join(layout.names), f"batch{self.batch_size}"):
             key.update(part.encode())
         key.update(np.ascontiguousarray(cal).tobytes())
         self.calibration_sha256 = hashlib.sha256(np.ascontiguousarray(cal).tobytes()).hexdigest()
         self.n_calibration_patches = int(cal.shape[0])
         path = Path(weights_path).parent / f"int8-{key.hexdigest()[:16]}.tflite"
         if not path.exists():
-            blob = convert(card, weights_path, layout, cal)
+            blob = convert(card, weights_path, layout, cal, batch=self.batch_size)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_bytes(blob)
             tmp.replace(path)
         self.model_path = path
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self._it = _interpreter(str(path), threads)
-        inp = self._it.get_input_details()[0]
-        self._it.resize_tensor_input(inp["index"], [self.batch_size, *self._shape])
+        inp = self._it.get_input_details()[0]  # the graph was converted for batches of exactly batch_size
         self._it.allocate_tensors()
         self._in = inp["index"]
         outs = sorted(self._it.get_output_details(), key=lambda d: _suffix(d["name"]))
