@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import PartialFailure, emit_json
+from ._common import PartialFailure, display_path, emit_json
 from .options import (
     batch_size_option, compose, force_option, json_option, layers_option, select_metric_option, store_argument,
     top_k_option,
@@ -376,17 +376,17 @@ def _emit_predictions(head, X: np.ndarray, keys: list[str], ids: list, source: l
         return
     for r in records:
         if task == "regression":
-            click.echo(f"{r['path']}\t" + "\t".join(f"{n}={r['values'][n]:.4g}" for n in names))
+            click.echo(f"{display_path(r['path'])}\t" + "\t".join(f"{n}={r['values'][n]:.4g}" for n in names))
             continue
         probs = r.get("probabilities")
         if task == "classification":
             if probs is None:
-                click.echo(f"{r['path']}\t{r['label']}")
+                click.echo(f"{display_path(r['path'])}\t{r['label']}")
                 continue
             best = sorted(probs.items(), key=lambda kv: -kv[1])[: (top_k or 1)]
-            click.echo(f"{r['path']}\t{r['label']}\t" + "  ".join(f"{n} {p:.3f}" for n, p in best))
+            click.echo(f"{display_path(r['path'])}\t{r['label']}\t" + "  ".join(f"{n} {p:.3f}" for n, p in best))
         else:
             best = sorted(probs.items(), key=lambda kv: -kv[1])[: (top_k or 5)]
             on = ";".join(r["labels"]) or "-"
-            click.echo(f"{r['path']}\t{on}\t" + "  ".join(f"{n} {p:.3f}" for n, p in best))
+            click.echo(f"{display_path(r['path'])}\t{on}\t" + "  ".join(f"{n} {p:.3f}" for n, p in best))
 

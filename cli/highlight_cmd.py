@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import PartialFailure, batch_size_option, emit_json, json_option
+from ._common import PartialFailure, batch_size_option, display_path, emit_json, json_option
 
 force_option = click.option("-f", "--force", is_flag=True,
                             help="Replace an existing output of the same kind (never a folder of other files).")
@@ -88,7 +88,7 @@ def highlight(inputs: tuple[str, ...], length_s: float, head_path: str | None, m
         if not as_json:
             what = " (whole file)" if h.whole_file else ""
             tgt = f" [{h.target}]" if h.target else ""
-            click.echo(f"{h.path}\t{h.start_s:.2f}\t{h.end_s:.2f}{what}{tgt}")
+            click.echo(f"{display_path(h.path)}\t{h.start_s:.2f}\t{h.end_s:.2f}{what}{tgt}")
 
     def run(key: str, fn) -> None:
         try:

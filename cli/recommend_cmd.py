@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_json
+from ._common import display_path, emit_json
 from .options import json_option, space_option, store_argument, top_k_option
 
 
@@ -72,7 +72,7 @@ def recommend(store_path: str, history: str, user: str | None, k: int, cold_only
     if not res["recommendations"]:
         click.echo("  (no candidates left to recommend)")
     for r in res["recommendations"]:
-        click.echo(f"{r['rank']:>4}  {r['score']:.4f}  {r['id']:>7}  {'cold' if r['cold'] else 'warm'}  {r['path']}")
+        click.echo(f"{r['rank']:>4}  {r['score']:.4f}  {r['id']:>7}  {'cold' if r['cold'] else 'warm'}  {display_path(r['path'])}")
 
 
 def _report_unknown(unknown: list[dict], user: str | None) -> None:
