@@ -327,6 +327,17 @@ class Store:
 
     def _rows_for(self, ids: Sequence[int] | np.ndarray | None, column: str = "row") -> tuple[np.ndarray, np.ndarray]:
         """(ids, rows) for embedded items; ``ids`` None = all in ascending id order."""
+        if ids is not None and np.size(ids) <= 512:  # a few ids: look them up, not the whole table
+            want = np.asarray(ids, dtype=np.int64).ravel()
+            uniq = [int(i) for i in np.unique(want)]
+            r = self._conn.fetchall(f"SELECT id, {column} FROM items WHERE status = 'ok' AND id IN "
+                                    f"({', '.join('?' * len(uniq))})", uniq) if uniq else []
+            self.refresh()
+            found = {int(i): (-1 if v is None else int(v)) for i, v in r}
+            for i in want:
+                if int(i) not in found:
+                    raise StoreError(f"{self.path}: no embedded item with id {int(i)}")
+            return want, np.array([found[int(i)] for i in want], dtype=np.int64)
         r = self._conn.fetchall(f"SELECT id, {column} FROM items WHERE status = 'ok' ORDER BY id")
         # Row counts only grow, so reading them *after* the items keeps every referenced row in range.
         self.refresh()
