@@ -28,6 +28,17 @@ layout_option = click.option("--layout", "layout_method", type=click.Choice(["au
                              show_default=True, help="Map layout: t-SNE (openTSNE) or PCA; auto chooses by size.")
 
 
+def _progress():  # type: ignore[no-untyped-def]
+    """What the server is doing, on stderr (silenced by -q)."""
+    import logging
+
+    def say(msg: str) -> None:
+        if logging.getLogger("embedkit").getEffectiveLevel() <= logging.WARNING:
+            click.echo(f"embedkit: {msg}", err=True)
+
+    return say
+
+
 def _serve_deps() -> None:
     try:
         import starlette  # noqa: F401
@@ -85,7 +96,7 @@ def serve(store_path: str, index_name: str, host: str, port: int, open_browser: 
         click.echo(f"embedkit: warning: listening on {host}: anyone who can reach this machine can browse and "
                    "download the collection's audio; use the default --host 127.0.0.1 unless you mean it", err=True)
     _check_port(host, port)
-    say = (lambda m: click.echo(f"embedkit: {m}", err=True))
+    say = _progress()
     col = Collection(store_path, index=index_name, heads=heads, labels=labels, layout_method=layout_method, progress=say)
     app = create_app(col, close_collection=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
@@ -144,8 +155,8 @@ def store_map(store_path: str, output: str, color_by: str | None, heads: tuple[s
     from embedkit.layout2d import plot_map
     from embedkit.serve.collection import Collection
 
-    say = (lambda m: click.echo(f"embedkit: {m}", err=True))
-    col = Collection(store_path, heads=heads, labels=labels, layout_method=layout_method, progress=say)
+    say = _progress()
+    col = Collection(store_path, heads=heads, labels=labels, layout_method=layout_method, progress=say, load_index=False)
     try:
         names = [f["name"] for f in col.field_list()]
         if color_by is None:

@@ -90,12 +90,13 @@ class Collection:
     ``index``: the saved index to search with (`embedkit.search.Searcher`; exact search when absent);
     ``heads``: saved head folders whose predictions are shown and can colour the map; ``labels``:
     label CSV files (`embedkit.labels`) whose label and group columns can colour the map;
-    ``layout_method``: "auto" | "tsne" | "pca"; ``embedder``: reuse an `Embedder` for dropped files.
+    ``layout_method``: "auto" | "tsne" | "pca"; ``embedder``: reuse an `Embedder` for dropped files;
+    ``load_index``: load the search index now (False: on the first query; ``store map`` needs none).
     """
 
     def __init__(self, store_path: str | os.PathLike, *, index: str | None = "default", heads: Sequence[str] = (),
                  labels: Sequence[str] = (), layout_method: str = "auto", embedder: Any = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, load_index: bool = True) -> None:
         from ..layout2d import layout_for_store
         from ..search import Searcher
         from ..store import Store
@@ -106,8 +107,9 @@ class Collection:
         try:
             self.searcher = Searcher(self.store, index=index or "default", embedder=embedder)
             self.index_name = index
-            self.say("loading the search index")
-            _ = self.searcher.index  # fail now, in one line, on a missing named index or a stale one
+            if load_index:
+                self.say("loading the search index")
+                _ = self.searcher.index  # fail now, in one line, on a missing named index or a stale one
             items = {it.id: it for it in self.store.items("ok")}
             self.layout = layout_for_store(self.store, method=layout_method, progress=self.say)
             self.ids = self.layout.ids
