@@ -103,11 +103,16 @@ def segments(items: list[dict], feats: dict[str, np.ndarray], task: str, seg: in
     return np.asarray(X, np.float32), np.asarray(y), np.asarray(g)
 
 
-def evaluate(X, y, g, head: str, folds: int, layout=None) -> tuple[float, float]:
+#: inner-CV grid per head kind (None = the head's own); logreg's C ∈ {0.1, 1} keeps the CPU cost modest
+GRID: dict[str, list[dict] | None] = {"logreg": [{"C": 0.1}, {"C": 1.0}]}
+
+
+def evaluate(X, y, g, head: str, folds: int, layout=None, full_grid: bool = False) -> tuple[float, float]:
     from embedkit.evaluation import nested_cv
     from embedkit.heads import Head
 
-    r = nested_cv(Head(kind=head, layout=layout), X, y, groups=g, folds=folds)
+    grid = None if full_grid else GRID.get(head)
+    r = nested_cv(Head(kind=head, layout=layout, grid=grid), X, y, groups=g, folds=folds)
     a = r.metrics["accuracy"]
     return float(a["mean"]), float(a["std"])
 
@@ -151,6 +156,7 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=8, help="tracks per Debian package")
     ap.add_argument("--head", default="logreg", help="head kind for the side-by-side table (logreg, svm, ...)")
     ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--full-grid", action="store_true", help="the head's full inner-CV grid (default: logreg C ∈ {0.1, 1})")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-models")
     ap.add_argument("--no-cost", action="store_true", help="skip the × real time column")
     ap.add_argument("--no-write", action="store_true")
@@ -176,7 +182,7 @@ def main() -> None:
             if len(set(y)) < 2:
                 row.append("n/a")
                 continue
-            m, s = evaluate(X, y, g, args.head, args.folds)
+            m, s = evaluate(X, y, g, args.head, args.folds, full_grid=args.full_grid)
             row.append(f"{m:.3f} ± {s:.3f}")
             log(f"{name} / {label}: {m:.3f} ± {s:.3f}")
         X, y, g = segments(items, feats, "package", 3)
@@ -193,7 +199,7 @@ def main() -> None:
         start = 0
         for b in pretrained.card(m)["feature_blocks"]:
             size = int(b["size"])
-            acc, sd = evaluate(X[:, start:start + size], y, g, args.head, args.folds)
+            acc, sd = evaluate(X[:, start:start + size], y, g, args.head, args.folds, full_grid=args.full_grid)
             block_rows.append([f"`{m}`", b["name"], size, f"{acc:.3f} ± {sd:.3f}"])
             log(f"{m}:{b['name']}: {acc:.3f}")
             start += size
@@ -202,7 +208,8 @@ def main() -> None:
     n_rec = sum(1 for it in items if it["task"] == "recording")
     heads_cols = ["feature set", "dim (mean)"] + [t[0] for t in tasks] + ([] if args.no_cost else ["× real time (25 fixtures)"])
     body = (
-        f"### Side by side ({args.head} head, nested {args.folds}-fold, group folds)\n\n"
+        f"### Side by side ({args.head} head{'' if args.full_grid or args.head not in GRID else ' with C ∈ {0.1, 1}'}, "
+        f"nested {args.folds}-fold, group folds)\n\n"
         + markdown_table(heads_cols, rows)
         + f"\n\n### Few labels: package of origin (10 s) with k labelled tracks per package\n\n"
         + markdown_table(["feature set"] + [f"k = {k}" for k in FEW_K], few_rows)
