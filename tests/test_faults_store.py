@@ -342,3 +342,20 @@ def test_nul_bytes_in_a_list_file(tmp_path):
     lst.write_bytes(b"a.wav\nb\x00c.wav\n")
     with pytest.raises(EmbedkitError, match=r"list.txt line 2: contains a NUL byte"):
         embed_into_store([], tmp_path / "st", embedder=FakeEmbedder(), from_list=lst, progress=False)
+
+
+def test_valid_looking_manifest_edit_is_caught_by_its_copy(made, capsys):
+    _, store = made
+    good = json.loads((store / "manifest.json").read_text())
+    _edit_manifest(store, tag_labels=None, created="2001-01-01T00:00:00+00:00")  # types fine, still consistent
+    rc, _, err = run(capsys, "store", "list", str(store))
+    _one_line_error(rc, err, "manifest.json", "differs from the copy", "--repair")
+    assert verify(store, repair=True).ok and json.loads((store / "manifest.json").read_text()) == good
+    # a damaged copy (its checksum fails) is rewritten from a sound manifest
+    with sqlite3.connect(store / "items.sqlite") as c:
+        c.execute("UPDATE sidecar SET value = value || ' ' WHERE key = 'manifest'")
+    rc, out, _ = run(capsys, "store", "list", str(store))
+    assert rc == 0 and out.count("\n") == 6
+    rep = verify(store)
+    assert not rep.ok and "manifest copy fails its checksum" in rep.problems[0].problem
+    assert verify(store, repair=True).ok and verify(store).ok

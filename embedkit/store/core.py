@@ -10,6 +10,7 @@ writer trims — after it has checked that the manifest, the item table and the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,10 @@ import numpy as np
 from ..sidecar import os_error_text, sha256_file, write_text
 from ..spec import SpecMismatchError, VectorSpec
 from .errors import StoreCorruptError, StoreError, StoreExistsError, StoreMismatchError, verify_hint
-from .items import DB, ITEM_COLUMNS, SEGMENTS_SCHEMA, STATUSES, Conn, Item, connect, create_db, item_from_row, stat_matches
+from .items import (
+    DB, ITEM_COLUMNS, SEGMENTS_SCHEMA, STATUSES, Conn, Item, connect, create_db, item_from_row, read_manifest_copy,
+    stat_matches, write_manifest_copy,
+)
 from .lock import LOCK, acquire_lock, release_lock
 from .manifest import DEFAULT_SHARD_ROWS, MANIFEST, manifest_text, new_manifest, read_manifest
 from .shards import Shards
@@ -95,7 +99,7 @@ class Store:
                     with contextlib.suppress(OSError):
                         (p / (DB + suffix)).unlink()
             conn = create_db(p / DB)
-            conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest', ?)", (text,))
+            write_manifest_copy(conn, text)
             write_text(p / MANIFEST, text)  # written last: its presence marks a complete store
         except BaseException:
             if conn is not None:
@@ -133,6 +137,7 @@ class Store:
             if mode == "a":
                 conn.executescript(SEGMENTS_SCHEMA)
             st = cls(p, m, sp, conn, mode, lock_fd)
+            st._check_manifest_copy()
             st._validate()
             if mode == "a":
                 st._trim()
@@ -217,9 +222,22 @@ class Store:
             text = (self.path / MANIFEST).read_text(encoding="utf-8")
         except OSError:
             return
-        row = self._conn.fetchone("SELECT value FROM sidecar WHERE key = 'manifest'")
-        if row is None or row[0] != text:
-            self._conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest', ?)", (text,))
+        copy, intact = read_manifest_copy(self._conn)
+        if copy != text or not intact:
+            write_manifest_copy(self._conn, text)
+
+    def _check_manifest_copy(self) -> None:
+        """The manifest must equal the intact copy written at the last write (else it was edited or damaged)."""
+        copy, intact = read_manifest_copy(self._conn)
+        if copy is None or not intact:
+            return  # no copy (a 0.1 store) or a damaged copy: the writer rewrites it, verify reports it
+        try:
+            same = json.loads(copy) == self.manifest
+        except ValueError:
+            same = False
+        if not same:
+            raise StoreCorruptError(f"{self.path / MANIFEST}: differs from the copy kept in {DB} at the last write "
+                                    f"(edited or damaged); {verify_hint(self.path)}")
 
     def _load_segments(self) -> None:
         if not self._conn.has_table("segments"):

@@ -6,6 +6,7 @@ mtime match; when they do not, the content hash decides (`Store.is_current`).
 """
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -78,6 +79,24 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 CREATE TABLE IF NOT EXISTS sidecar (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def write_manifest_copy(conn: Conn, text: str) -> None:
+    """Keep ``text`` (manifest.json) and its sha256 in the ``sidecar`` table."""
+    conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest', ?)", (text,))
+    conn.execute("INSERT OR REPLACE INTO sidecar (key, value) VALUES ('manifest_sha256', ?)",
+                 (hashlib.sha256(text.encode("utf-8")).hexdigest(),))
+
+
+def read_manifest_copy(conn: Conn) -> tuple[str | None, bool]:
+    """``(text, intact)`` of the manifest copy (None if the store has none; intact = its sha256 holds)."""
+    if not conn.has_table("sidecar"):
+        return None, False
+    rows = dict(conn.fetchall("SELECT key, value FROM sidecar WHERE key IN ('manifest', 'manifest_sha256')"))
+    text = rows.get("manifest")
+    if not isinstance(text, str):
+        return None, False
+    return text, rows.get("manifest_sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def stat_matches(item: Item, size: int | None, mtime: float | None) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from ..sidecar import write_text
 from .core import Store
 from .errors import StoreCorruptError, StoreError
-from .items import DB, connect
+from .items import DB, connect, read_manifest_copy, write_manifest_copy
 from .manifest import MANIFEST, parse_manifest_text, read_manifest
 
 
@@ -105,23 +105,35 @@ def verify(path: str | os.PathLike, *, repair: bool = False, embedder: Any = Non
 
 
 def _check_manifest(p: Path, rep: VerifyReport, repair: bool) -> bool:
-    """The manifest reads and validates, or is restored from its copy; False when verification must stop."""
+    """The manifest reads, validates and equals its intact copy in items.sqlite, or is restored from that
+    copy (or the damaged copy is rewritten from a sound manifest); False when verification must stop."""
     mpath = p / MANIFEST
-    copy = _manifest_copy(p)
+    copy, intact = _manifest_copy(p)
+    msg = ""
     try:
         m, _ = read_manifest(p)
-        if copy is not None and json.loads(copy) != m:
-            rep.notes.append(f"{mpath}: differs from the copy in {DB} (edited since the last write?); "
-                             "the copy is refreshed by the next 'embed'")
-        return True
     except StoreError as exc:
-        msg = str(exc)
+        m, msg = None, str(exc)
         if not mpath.exists() and not (p / DB).exists():
             rep.problems.append(Problem(str(p), "not an embedkit store (no manifest.json, no items.sqlite)",
                                         "check the path"))
             return False
+    if m is not None:
+        if copy is None:
+            return True
+        if not intact:
+            prob = Problem(str(p / DB), "the manifest copy fails its checksum (damaged)",
+                           f"rewrite it from the sound manifest.json: embedkit store verify {p} --repair")
+            rep.problems.append(prob)
+            if repair:
+                _write_copy(p, mpath.read_text(encoding="utf-8"))
+                prob.repaired = True
+            return True
+        if json.loads(copy) == m:
+            return True
+        msg = f"{mpath}: differs from the copy kept in {DB} at the last write (edited or damaged)"
     good = None
-    if copy is not None:
+    if copy is not None and intact:
         try:
             parse_manifest_text(copy, p / DB)
             good = copy
@@ -138,18 +150,25 @@ def _check_manifest(p: Path, rep: VerifyReport, repair: bool) -> bool:
     return True
 
 
-def _manifest_copy(p: Path) -> str | None:
+def _manifest_copy(p: Path) -> tuple[str | None, bool]:
     try:
         conn = connect(p / DB, readonly=True)
     except StoreError:
-        return None
+        return None, False
     try:
-        if not conn.has_table("sidecar"):
-            return None
-        row = conn.fetchone("SELECT value FROM sidecar WHERE key = 'manifest'")
-        return None if row is None else str(row[0])
+        return read_manifest_copy(conn)
     except StoreError:
-        return None
+        return None, False
+    finally:
+        conn.close()
+
+
+def _write_copy(p: Path, text: str) -> None:
+    conn = connect(p / DB, readonly=False)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        write_manifest_copy(conn, text)
+        conn.commit()
     finally:
         conn.close()
 
