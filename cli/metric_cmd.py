@@ -21,8 +21,11 @@ def metric() -> None:
 @click.argument("groups_path", metavar="[GROUPS.csv]", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "name", required=True, metavar="NAME",
               help="Space name (saved as STORE/spaces/NAME.*), or a path.")
-@click.option("--projection", "model", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True,
-              help="Projection: linear, or linear + one ReLU layer.")  # not --model: that names the pretrained model
+@click.option("--projection", "model", type=click.Choice(["diagonal", "linear", "mlp"]), default="linear",
+              show_default=True, help="Projection: one weight per feature (diagonal), linear to --dim, or linear + one "
+              "ReLU layer (mlp).")  # not --model: that names the pretrained model
+@click.option("--loss", type=click.Choice(["triplet", "contrastive"]), default="triplet", show_default=True,
+              help="Batch-hard triplet loss, or supervised contrastive (softmax over the batch: soft hard-negative mining).")
 @click.option("--dim", type=click.IntRange(2), default=128, show_default=True, help="Width of the space.")
 @click.option("--steps", type=click.IntRange(1), default=600, show_default=True, help="Training steps (batches).")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.2, show_default=True, help="Triplet margin (cosine).")
@@ -32,13 +35,14 @@ def metric() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (batches, validation split).")
 @force_option
 @json_option
-def fit(store_path: str, groups_path: str | None, name: str, model: str, dim: int, steps: int, margin: float,
+def fit(store_path: str, groups_path: str | None, name: str, model: str, loss: str, dim: int, steps: int, margin: float,
         seg_patches: int, skip_unknown: bool, seed: int, force: bool, as_json: bool) -> None:
     """Learn space NAME on STORE's vectors from GROUPS.csv (columns item, group), or from segments of the
     same recording when no groups file is given (needs a store embedded with --patches).
 
-    Batch-hard triplet loss (positives: same group, from another recording; negatives: other groups);
-    the weights with the best mAP on held-out groups are kept, and that mAP is reported.
+    Batch-hard triplet loss (positives: same group, from another recording; negatives: other groups) or
+    a supervised contrastive loss; the weights with the best mAP on held-out groups are kept, and that
+    mAP is reported.
     """
     from embedkit.spaces import save_space, space_path
     from embedkit.spaces.fitting import fit_store
@@ -52,7 +56,7 @@ def fit(store_path: str, groups_path: str | None, name: str, model: str, dim: in
         groups = read_groups(groups_path, st, skip_unknown=skip_unknown) if groups_path else None
         if groups is not None and groups.skipped:
             click.echo(f"embedkit: {groups_path}: {len(groups.skipped)} lines left out (items not embedded)", err=True)
-        cfg = TrainConfig(model=model, dim=dim, steps=steps, margin=margin, seed=seed)
+        cfg = TrainConfig(model=model, loss=loss, dim=dim, steps=steps, margin=margin, seed=seed)
 
         def progress(step: int, hist: dict) -> None:
             if step % 100 == 0 and not (click.get_current_context().obj or {}).get("quiet"):

@@ -26,6 +26,11 @@ def test_triplet_loss_falls_and_held_out_groups_get_closer():
     sp, hist = fit_metric(X[train], g[train], config=TrainConfig(dim=16, steps=300, eval_every=25, patience=100))
     losses = [v for v in hist["loss"] if v is not None]
     assert losses[-1] < 0.5 * losses[0], losses
+    for model, loss in (("diagonal", "contrastive"), ("linear", "contrastive")):
+        sp2, h2 = fit_metric(X[train], g[train], config=TrainConfig(model=model, loss=loss, dim=16, steps=150, patience=100))
+        l2 = [v for v in h2["loss"] if v is not None]
+        assert l2[-1] < l2[0], (model, loss, l2)
+        assert retrieval_metrics(sp2.transform(X[~train]), g[~train])["map"] > retrieval_metrics(X[~train], g[~train])["map"]
     # groups never seen in training: same-group retrieval is far better than raw cosine
     raw = retrieval_metrics(X[~train], g[~train])["map"]
     learned = retrieval_metrics(sp.transform(X[~train]), g[~train])["map"]
@@ -58,6 +63,30 @@ def test_batch_hard_gradient_matches_finite_differences():
                 p[key][idx] += sign * 1e-6
                 num[idx] += sign * loss_of(p) / 2e-6
         np.testing.assert_allclose(grads[key], num, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("recordings", [False, True])
+def test_contrastive_and_diagonal_gradients_match_finite_differences(recordings):
+    from embedkit.spaces.train import contrastive_loss
+
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=(12, 5))
+    labels = np.repeat(np.arange(4), 3)
+    rec = np.array([0, 0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8]) if recordings else None
+    for params in ({"W": rng.normal(size=(5, 3))}, {"w": rng.normal(size=5)}):
+        def loss_of(p):
+            return contrastive_loss(_forward(p, s)[0], labels, rec, 0.5)[0]
+
+        z, cache = _forward(params, s)
+        _, dz, _ = contrastive_loss(z, labels, rec, 0.5)
+        (key, grad), = _backward(params, cache, dz).items()
+        num = np.zeros_like(params[key])
+        for idx in np.ndindex(num.shape):
+            for sign in (1, -1):
+                p = {key: params[key].copy()}
+                p[key][idx] += sign * 1e-6
+                num[idx] += sign * loss_of(p) / 2e-6
+        np.testing.assert_allclose(grad, num, rtol=1e-4, atol=1e-7)
 
 
 def test_mlp_and_self_supervised_fit_on_a_store(tmp_path):

@@ -23,7 +23,8 @@ import numpy as np
 from .metrics import retrieval_metrics
 from .space import Space, SpaceError
 
-MODELS = ("linear", "mlp")
+MODELS = ("diagonal", "linear", "mlp")
+LOSSES = ("triplet", "contrastive")
 
 
 @dataclass
@@ -31,6 +32,8 @@ class TrainConfig:
     """Settings of `fit_metric` (defaults measured in benchmarks/metric.py)."""
 
     model: str = "linear"
+    loss: str = "triplet"
+    temperature: float = 0.1
     dim: int = 128
     hidden: int = 256
     margin: float = 0.2
@@ -69,7 +72,7 @@ class _Adam:
 
 
 def _forward(p: dict[str, np.ndarray], s: np.ndarray) -> tuple[np.ndarray, dict]:
-    y = s @ p["W"]
+    y = s * p["w"] if "w" in p else s @ p["W"]
     cache: dict = {"s": s}
     if "W1" in p:
         pre = s @ p["W1"] + p["b1"]
@@ -113,10 +116,42 @@ def batch_hard_loss(z: np.ndarray, labels: np.ndarray, recordings: np.ndarray | 
     return loss, dz, float(active.sum() / n_ok)
 
 
+def contrastive_loss(z: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, temperature: float
+                     ) -> tuple[float, np.ndarray, float]:
+    """Supervised contrastive (NCA / InfoNCE) loss on unit rows ``z``: for each anchor,
+    ``-log(Σ_pos exp(s/τ) / Σ_{j≠a} exp(s/τ))``. The softmax weights every negative by how close it is, so
+    hard negatives dominate the gradient (soft hard-negative mining). Returns ``(loss, dL/dz, share of anchors used)``."""
+    b = z.shape[0]
+    S = z @ z.T / temperature
+    eye = np.eye(b, dtype=bool)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~eye
+    if recordings is not None:
+        pos &= recordings[:, None] != recordings[None, :]
+    ok = pos.any(axis=1) & (~same).any(axis=1)
+    if not np.any(ok):
+        return 0.0, np.zeros_like(z), 0.0
+    # the anchor's own recording (other than positives) is left out of the denominator as well
+    keep = ~eye if recordings is None else ~eye & ~(same & ~pos)
+    L = np.where(keep, S, -np.inf)
+    m = L.max(axis=1, keepdims=True)
+    E = np.exp(L - m)
+    Pall = E / E.sum(axis=1, keepdims=True)
+    Epos = np.where(pos, E, 0.0)
+    spos = Epos.sum(axis=1, keepdims=True)
+    Ppos = Epos / np.maximum(spos, 1e-300)
+    n_ok = int(ok.sum())
+    loss_rows = -np.log(np.maximum(spos[:, 0], 1e-300)) + np.log(E.sum(axis=1))
+    loss = float(loss_rows[ok].sum() / n_ok)
+    G = np.where(ok[:, None], (Pall - Ppos) / (temperature * n_ok), 0.0)  # dL/dS(unscaled)
+    dz = G @ z + G.T @ z
+    return loss, dz, n_ok / b
+
+
 def _backward(p: dict[str, np.ndarray], cache: dict, dz: np.ndarray) -> dict[str, np.ndarray]:
     z, r, s = cache["z"], cache["r"], cache["s"]
     dy = (dz - z * np.sum(dz * z, axis=1, keepdims=True)) / r
-    g = {"W": s.T @ dy}
+    g = {"w": np.einsum("ij,ij->j", s, dy)} if "w" in p else {"W": s.T @ dy}
     if "W1" in p:
         g["W2"] = cache["h"].T @ dy
         dh = (dy @ p["W2"].T) * (cache["pre"] > 0)
@@ -175,6 +210,8 @@ def fit_metric(X: np.ndarray, labels: np.ndarray, *, recordings: np.ndarray | No
 
 def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: TrainConfig, progress
          ) -> tuple[Space, dict]:
+    if cfg.loss not in LOSSES:
+        raise SpaceError(f"unknown loss {cfg.loss!r}; expected one of {', '.join(LOSSES)}")
     if cfg.model not in MODELS:
         raise SpaceError(f"unknown model {cfg.model!r}; expected one of {', '.join(MODELS)}")
     X = np.asarray(X, np.float64)
@@ -198,7 +235,11 @@ def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: 
     S_all = (U - mean) / scale
     m = int(min(cfg.dim, X.shape[1], max(Xtr.shape[0] - 1, 1)))
     W0 = _pca_init(S_all, m, cfg.init, cfg.shrink)  # start: main axes of the standardised vectors (zero mean)
-    params: dict[str, np.ndarray] = {"W": W0.copy()}
+    if cfg.model == "diagonal":  # one weight per standardised feature, starting at 1 (= standardisation)
+        W0 = np.ones(X.shape[1])
+        params: dict[str, np.ndarray] = {"w": W0.copy()}
+    else:
+        params = {"W": W0.copy()}
     if cfg.model == "mlp":
         params["W1"] = rng.normal(0, math.sqrt(2.0 / X.shape[1]), (X.shape[1], cfg.hidden))
         params["b1"] = np.zeros(cfg.hidden)
@@ -228,9 +269,13 @@ def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: 
         gs = rng.choice(usable, P, replace=False)
         bi = np.concatenate([rng.choice(idx_of[g], cfg.per_group, replace=idx_of[g].size < cfg.per_group) for g in gs])
         z, cache = _forward(params, S_all[bi])
-        loss, dz, active = batch_hard_loss(z, ytr[bi], None if rtr is None else rtr[bi], cfg.margin)
+        if cfg.loss == "contrastive":
+            loss, dz, active = contrastive_loss(z, ytr[bi], None if rtr is None else rtr[bi], cfg.temperature)
+        else:
+            loss, dz, active = batch_hard_loss(z, ytr[bi], None if rtr is None else rtr[bi], cfg.margin)
         grads = _backward(params, cache, dz)
-        grads["W"] += cfg.weight_decay * (params["W"] - W0)
+        key = "w" if "w" in params else "W"
+        grads[key] += cfg.weight_decay * (params[key] - W0)
         if "W2" in grads:
             grads["W2"] += cfg.weight_decay * params["W2"]
             grads["W1"] += cfg.weight_decay * params["W1"]
@@ -255,6 +300,8 @@ def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: 
                 if bad >= cfg.patience:
                     break
     vbest, sbest, pbest = best
+    if "w" in pbest:  # saved as a linear map: W = diag(|w|)
+        pbest = {"W": np.diag(np.abs(pbest.pop("w")))}
     arrays = {"mean": mean, "scale": scale, **pbest}
     info = {
         "model": cfg.model, "config": asdict(cfg), "validation": val_how, "train_vectors": int(Xtr.shape[0]),
@@ -263,4 +310,4 @@ def _fit(X: np.ndarray, labels: np.ndarray, recordings: np.ndarray | None, cfg: 
         "val_map_best": None if math.isnan(vbest) else round(vbest, 4), "cpu_s": round(time.process_time() - t0, 2),
         "history": history,
     }
-    return Space(cfg.model, X.shape[1], arrays, info=info), history
+    return Space("mlp" if cfg.model == "mlp" else "linear", X.shape[1], arrays, info=info), history
