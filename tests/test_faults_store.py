@@ -122,6 +122,12 @@ def test_manifest_damaged_or_deleted_is_restored_from_its_copy(made, capsys):
     rc, out, err = run(capsys, "store", "verify", str(store), "--repair")
     assert rc == 0 and "[repaired]" in out and json.loads((store / "manifest.json").read_text()) == json.loads(good)
     (store / "manifest.json").unlink()
+    before = _shard_sizes(store)
+    rc, _, err = run(capsys, "store", "info", str(store))
+    _one_line_error(rc, err, "manifest.json: missing", "--repair")
+    with pytest.raises(StoreCorruptError, match="holds 6 items"):  # embed never overwrites the orphaned items
+        embed_into_store([store.parent / "lib"], store, embedder=FakeEmbedder(), progress=False)
+    assert _shard_sizes(store) == before
     assert verify(store, repair=True).ok and (store / "manifest.json").exists()
 
 

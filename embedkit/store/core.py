@@ -94,8 +94,9 @@ class Store:
         try:
             if (p / MANIFEST).exists():  # another process created it while we waited for the lock
                 raise StoreExistsError(f"{p}: a store already exists here")
-            if (p / DB).exists():  # left by a create that died before writing the manifest
-                for suffix in ("", "-wal", "-shm"):
+            if (p / DB).exists():
+                _refuse_orphaned_items(p)  # a store whose manifest is gone is repaired, never overwritten
+                for suffix in ("", "-wal", "-shm"):  # left empty by a create that died before the manifest
                     with contextlib.suppress(OSError):
                         (p / (DB + suffix)).unlink()
             conn = create_db(p / DB)
@@ -803,6 +804,22 @@ class Store:
             "format_version": m.get("format_version"),
             "vector_spec": sp.to_json(),
         }
+
+
+def _refuse_orphaned_items(p: Path) -> None:
+    """Raise when ``p/items.sqlite`` holds items or vectors (its manifest was lost): never overwrite it."""
+    try:
+        conn = connect(p / DB, readonly=True)
+        try:
+            n = int(conn.fetchone("SELECT COUNT(*) FROM items")[0])
+            rows = int(conn.fetchone("SELECT MAX(value) FROM meta")[0] or 0)
+        finally:
+            conn.close()
+    except StoreError:
+        n, rows = 1, 1  # unreadable: treat as precious
+    if n or rows or any((p / SHARDS).glob("*")):
+        raise StoreCorruptError(f"{p / MANIFEST}: missing, but {p / DB} holds {n} items; "
+                                f"{verify_hint(p)} (restores the manifest from its copy)")
 
 
 def _path_forms(key: str | os.PathLike) -> list[str]:

@@ -114,6 +114,8 @@ def read_manifest(store: Path) -> tuple[dict, VectorSpec]:
     """Read and validate ``STORE/manifest.json``; any problem is one `StoreError` line naming the file."""
     mpath = store / MANIFEST
     if not mpath.exists():
+        if (store / "items.sqlite").is_file():
+            raise StoreCorruptError(f"{mpath}: missing (the store's items.sqlite is there); {verify_hint(store)}")
         what = "no such folder" if not store.exists() else "not an embedkit store (no manifest.json)"
         raise StoreError(f"{store}: {what}")
     try:
