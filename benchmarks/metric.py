@@ -19,9 +19,10 @@ folds' packages only* and every figure is measured on the held-out fold's packag
   ``embedkit.recommend.evaluate``'s item hold-out) over the held-out packages' tracks, with the item
   vectors mapped into each space.
 
-Spaces: raw cosine; the zero-label baseline (``fit_baseline``: chosen by the self-retrieval proxy on
-the whole store, no labels); learned linear and MLP spaces from package groups (``fit_store`` with a
-groups file of the training packages); a self-supervised linear space from segments of the training
+Spaces: raw cosine; the zero-label default (``fit_baseline``: chosen by the self-retrieval proxy on
+the whole store, no labels) and PCA-whitening (the proxy's favourite, measured but never the default);
+learned linear / MLP (triplet) and diagonal (contrastive) spaces from package groups (``fit_store`` with
+the training packages as groups); a self-supervised linear space from segments of the training
 packages' recordings (no groups). Writes the "metric" section of docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -183,7 +184,8 @@ def main() -> None:
     fold_of = dict(zip(packages, rng.permutation(packages.size) % args.folds))
     whiten = fit_zero_label("whiten", st.vectors(st.ids()))
     names = ["raw cosine", f"zero-label default ({zreport['chosen']})", "zero-label whiten (measured only)",
-             "learned: packages, linear", "learned: packages, MLP", "learned: self-supervised segments, linear"]
+             "learned: packages, linear, triplet", "learned: packages, MLP, triplet",
+             "learned: packages, diagonal, contrastive", "learned: self-supervised segments, linear"]
     results: dict[str, list[dict]] = {n: [] for n in names}
     train_info: dict[str, list[dict]] = {n: [] for n in names[3:]}
     for f in range(args.folds):
@@ -196,7 +198,9 @@ def main() -> None:
         spaces = {names[0]: Space("raw", st.dim, {}), names[1]: baseline, names[2]: whiten}
         for name, cfg, grp in ((names[3], TrainConfig(model="linear", steps=args.steps, seed=args.seed), groups),
                                (names[4], TrainConfig(model="mlp", steps=args.steps, seed=args.seed), groups),
-                               (names[5], TrainConfig(model="linear", steps=args.steps, seed=args.seed), None)):
+                               (names[5], TrainConfig(model="diagonal", loss="contrastive", steps=args.steps,
+                                                      seed=args.seed), groups),
+                               (names[6], TrainConfig(model="linear", steps=args.steps, seed=args.seed), None)):
             t0 = time.process_time()
             sp = fit_store(st, grp, config=cfg, seg_patches=SEG_PATCHES, ids=None if grp is not None else ids[tr])
             train_info[name].append({"cpu_s": time.process_time() - t0, "best_step": sp.info["best_step"],
@@ -274,8 +278,9 @@ def report(results, names, train_info, zreport, cpu_baseline, ids, packages, n_s
         f"Self-retrieval proxy MRR of each candidate on held-out recordings: {cand}. Fitted on the whole store "
         f"(no labels), {cpu_baseline:.1f} CPU-s.",
         "",
-        f"Training (`embedkit metric fit`, batch-hard triplet loss, margin 0.2, up to {args.steps} steps of 16 groups × 6 "
-        "segments, weights with the best mAP on 25 % held-out training groups kept):",
+        f"Training (`embedkit metric fit`; triplet: batch-hard, margin 0.2; contrastive: temperature 0.1; up to "
+        f"{args.steps} steps of 16 groups × 6 segments; the weights with the best mAP on 25 % held-out *training* "
+        "groups are kept):",
         "",
         markdown_table(["space", "training vectors", "CPU-s per fit", "best step per fold", "validation mAP start → best"], trows),
         "",
