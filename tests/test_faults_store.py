@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -275,8 +278,60 @@ def test_export_to_a_full_disk_leaves_no_temporary_file(made, monkeypatch, capsy
     assert list(out.iterdir()) == []
 
 
+def _as_unprivileged() -> list[str]:
+    """Command prefix under which permission bits apply (as root: drop CAP_DAC_* with setpriv), or skip."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root (permission bits do not apply) and setpriv is not installed")
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    return prefix
+
+
+def _chmod_tree(root: Path, writable: bool) -> None:
+    for p in [root, *root.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755 if writable else 0o555)
+        else:
+            p.chmod(0o644 if writable else 0o444)
+
+
+def test_read_only_store_and_output_folder_for_real(made, tmp_path):
+    """A store and an output folder without write permission (real permission bits, not a simulation)."""
+    prefix = _as_unprivileged()
+    lib, store = made
+    out = tmp_path / "ro-out"
+    out.mkdir()
+    _wav(lib / "new.wav", 4.0, seed=42)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*prefix, sys.executable, "-m", "embedkit.cli.main", *args], capture_output=True,
+                              text=True, timeout=300)
+
+    _chmod_tree(store, writable=False)
+    out.chmod(0o555)
+    try:
+        info = cli("store", "info", str(store), "--json")  # readers need no write access
+        embed = cli("embed", str(lib), "--store", str(store))
+        export = cli("store", "export", str(store), "--format", "npz", "-o", str(out / "v.npz"))
+        repair = cli("store", "verify", str(store), "--repair")
+    finally:
+        _chmod_tree(store, writable=True)
+        out.chmod(0o755)
+    assert info.returncode == 0 and json.loads(info.stdout)["embedded"] == 6, info.stderr
+    for r, frag in ((embed, "lock"), (export, "v.npz"), (repair, "problem(s) remain")):
+        lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
+        assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert frag in lines[0] and ("permission denied" in lines[0].lower() or r is repair), lines[0]
+    assert "lock: cannot open the store for writing (permission denied)" in repair.stdout
+    assert list(out.iterdir()) == [] and verify(store).ok
+
+
 def test_read_only_store_is_one_line(made, monkeypatch, capsys):
-    """Permission bits do not bind root, so the refusal of the lock file is simulated here."""
+    """The refusal of the lock file, simulated in-process (the real case is the test above)."""
     lib, store = made
     import embedkit.store.lock as lock
 
