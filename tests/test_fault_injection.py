@@ -242,8 +242,11 @@ def test_intact_copy_answers_and_every_file_is_covered(pristine):
 #: (damaged file, command) -> why it still fails and whose area it is. Failures listed here make the test
 #: xfail (named in the reason) instead of fail; any other failure fails it. Keep this list honest and short.
 KNOWN_OPEN: dict[tuple[str, str], str] = {
-    ("st/items.sqlite", "store info"): "engineer A (store): item rows (duration, path) carry no checksum, so a flipped "
-                                       "byte inside a row's fields changes 'store info' totals with exit 0",
+    **{("st/items.sqlite", name): "engineer A (store): the fields of an item row (path, duration) carry no checksum, so a "
+                                  "flipped byte inside one changes that item's path or duration in the answer with exit 0"
+       for name in ("store info", "store list", "store export", "similar", "similar exact", "predict")},
+    ("st/index/default.json", "index info"): "engineer B (index): 'index info' prints the index card as read; a flipped "
+                                             "byte in a key or value of the card (not of the arrays) is shown with exit 0",
 }
 
 
@@ -251,7 +254,7 @@ def check(failures: list[str], trials: int) -> None:
     def key(f: str) -> tuple[str, str]:
         return f.split(": ", 1)[1].split(" (", 1)[0], f.split("-> ", 1)[1].split(":", 1)[0]
 
-    unknown = [f for f in failures if key(f) not in KNOWN_OPEN]
+    unknown = [f for f in failures if key(f) not in KNOWN_OPEN or "different answer" not in f]
     assert not unknown, f"{len(unknown)} bad outcomes in {trials} trials:\n{owner_summary(unknown)}\n" + "\n".join(unknown[:15])
     if failures:
         seen = sorted({key(f) for f in failures})
