@@ -51,6 +51,9 @@ def test_write_arrays_roundtrip(tmp_path):
     assert [b["name"] for b in st.layout] == [f"pool{i}" for i in range(1, 6)]
     assert st.layout[4] == {"name": "pool5", "block": "pool5", "stat": "mean", "start": 512, "stop": 640}
     assert st.spec.dim == 640 and st.spec.layers is None and st.spec.fingerprint == st.fingerprint
+    other = write_arrays(tmp_path / "s2", paths, vecs)
+    assert len(st.store_id) == 32 and st.store_id != other.store_id  # same content, another store
+    other.close()
     assert st.dim == 640 and st.manifest["model"] == "msd_vgg"
     assert st.fingerprint == settings_fingerprint("test", layers=None, aggregation="mean", excerpt_s=None)
     assert st.model_fingerprint == "test"

@@ -10,6 +10,7 @@ writer trims — after it has checked that the manifest, the item table and the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -260,6 +261,16 @@ class Store:
     def fingerprint(self) -> str:
         """The settings fingerprint (= ``spec.fingerprint``)."""
         return self.manifest["settings_fingerprint"]
+
+    @property
+    def store_id(self) -> str:
+        """This store's identity (random at creation; a copy of the folder is the same store). Stores of
+        embedkit 0.1 have none: derived from their creation time and settings fingerprint."""
+        sid = self.manifest.get("store_id")
+        if isinstance(sid, str) and sid:
+            return sid
+        seed = f"{self.manifest.get('created')}|{self.fingerprint}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
     @property
     def model_fingerprint(self) -> str:
@@ -777,6 +788,7 @@ class Store:
         sp = self.spec
         return {
             "path": str(self.path),
+            "store_id": self.store_id,
             "model": m.get("model"),
             "fingerprint": self.model_fingerprint,
             "settings_fingerprint": self.fingerprint,

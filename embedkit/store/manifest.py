@@ -2,8 +2,8 @@
 
 Keys: ``model``, ``fingerprint`` (model), ``dim``, ``layout``, ``model_blocks``, ``layers``, ``aggregation``,
 ``excerpt_s``, ``precision``, ``settings_fingerprint`` (= ``spec.fingerprint``), ``patch_dim``, ``n_tags``,
-``tag_labels``, ``shard_rows``, ``sample_rate``, ``embedkit_version``, ``created``, ``format_version``,
-``kind`` (``"embedkit-store"``). A copy of the text is kept in items.sqlite (table ``sidecar``) so that
+``tag_labels``, ``shard_rows``, ``sample_rate``, ``store_id`` (random, fixed at creation), ``embedkit_version``,
+``created``, ``format_version``, ``kind`` (``"embedkit-store"``). A copy of the text is kept in items.sqlite (table ``sidecar``) so that
 ``embedkit store verify --repair`` can restore a damaged manifest.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ def new_manifest(manifest: dict | VectorSpec, where: Path, **extra: Any) -> tupl
     m["n_tags"] = int(m.get("n_tags") or 0)
     m.setdefault("tag_labels", None)
     m.setdefault("shard_rows", dict(DEFAULT_SHARD_ROWS))
+    m.setdefault("store_id", uuid.uuid4().hex)
     m.setdefault("embedkit_version", __version__)
     m.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     m["format_version"] = FORMAT_VERSION
@@ -174,6 +176,9 @@ def validate_manifest(m: dict, mpath: Path) -> VectorSpec:
     if (not isinstance(rows, dict) or any(k not in rows for k in ("vec", "patch"))
             or any(isinstance(rows[k], bool) or not isinstance(rows[k], int) or rows[k] <= 0 for k in ("vec", "patch"))):
         raise bad("'shard_rows' must be {\"vec\": n, \"patch\": n} with positive integers")
+    sid = m.get("store_id")
+    if sid is not None and (not isinstance(sid, str) or not sid):
+        raise bad(f"'store_id' must be a non-empty string, found {sid!r:.40}")
     ex = m.get("excerpt_s")
     if ex is not None and not (isinstance(ex, (int, float)) and math.isfinite(ex) and ex > 0):
         raise bad(f"'excerpt_s' must be a positive number of seconds or null, found {ex!r:.40}")
