@@ -7,6 +7,7 @@ mtime match; when they do not, the content hash decides (`Store.is_current`).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -196,6 +197,9 @@ def connect(db: Path, *, readonly: bool) -> Conn:
     if not db.is_file():
         what = "is missing" if not db.exists() else "is not a file"
         raise StoreCorruptError(damaged_db_message(db, Exception(f"{DB} {what}")))
+    if not os.access(db, os.R_OK if readonly else os.R_OK | os.W_OK):
+        need = "read" if readonly else "write"
+        raise StoreError(f"{db}: cannot {need} the item table (permission denied); check the store's permissions")
     try:
         if readonly:
             try:
