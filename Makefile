@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: setup
-	for b in reference_agreement embed_speed embed_collection heads search recommend serve store_integrity highlight; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in reference_agreement embed_speed embed_collection heads search recommend metric serve store_integrity highlight; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(FLOORS) build dist *.egg-info .pytest_cache
