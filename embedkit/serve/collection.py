@@ -264,25 +264,13 @@ class Collection:
 
     def neighbors(self, item_id: int, k: int = 10) -> list[dict]:
         """The ``k`` nearest stored items (`embedkit.search.Searcher.similar`), best first."""
-        pos = self.position(item_id)
+        self.position(item_id)
         k = _clamp_k(k)
         with self.lock:
-            # the query is the item's stored vector (held in memory: asking the store for one vector scans its
-            # item table, ~50 ms at 100k items); k + 1 results, then the item itself is left out, as
-            # Searcher.similar does for a stored query
-            res = self.searcher.similar(self.vectors[pos], k=k + 1)[0]
+            res = self.searcher.similar([int(item_id)], k=k)[0]
         if res.error:
             raise RequestError(res.error)
-        hits = [n for n in res.neighbors if n.id != int(item_id) and n.id in self._pos][:k]
-        return [self.brief(n.id, score=n.score, rank=r + 1) for r, n in enumerate(hits)]
-
-    @property
-    def vectors(self) -> np.ndarray:
-        """All track vectors in map order, ``(n, dim) float32``, read once (n · dim · 4 bytes of memory)."""
-        if getattr(self, "_vectors", None) is None:
-            with self.lock:
-                self._vectors = self.store.vectors(self.ids)
-        return self._vectors
+        return [self.brief(n.id, score=n.score, rank=n.rank) for n in res.neighbors if n.id in self._pos]
 
     def query_file(self, path: Path, display_name: str, k: int = 10) -> dict:
         """Neighbours of an uploaded audio file (embedded with the store's model and settings)."""
