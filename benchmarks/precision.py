@@ -45,7 +45,7 @@ def real_files() -> tuple[list[Path], list[Path]]:
     return fx, ref
 
 
-def fidelity(models: list[str], cache: Path, tracks: int, head: str) -> str:
+def fidelity(models: list[str], cache: Path, tracks: int, head: str, downstream: bool = True) -> str:
     from embedkit import Embedder, precision
 
     fx, ref = real_files()
@@ -68,6 +68,8 @@ def fidelity(models: list[str], cache: Path, tracks: int, head: str) -> str:
                 print(rows[-1], flush=True)
     table = markdown_table(["model", "precision", "clips", "track cosine min", "mean", "max |Δ tag p|",
                             f"meets bar (bf16 ≥ 0.999, int8 ≥ 0.995)"], rows)
+    if not downstream:
+        return table
     # downstream: package of origin, 10-s segments, per precision (first model only)
     items = [it for it in models_bench.clips(cache, tracks) if it["task"] == "package"]
     drows = []
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--head", default="logreg")
     ap.add_argument("--seconds", type=float, default=8.0, help="timing repeats per precision")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-models")
+    ap.add_argument("--no-downstream", action="store_true", help="skip the package-of-origin accuracy per precision")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -139,7 +142,7 @@ def main() -> None:
     note = (f"\n\nLoad average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {machine_line()}"
             + (" — loaded by other jobs: speed figures are lower bounds." if load[0] > 2.5 else "."))
     if args.part in ("fidelity", "all"):
-        body = fidelity(models, args.cache, args.tracks, args.head) + note
+        body = fidelity(models, args.cache, args.tracks, args.head, downstream=not args.no_downstream) + note
         print(body)
         if not args.no_write:
             write_section("precision fidelity", body, script="benchmarks/precision.py --part fidelity")

@@ -22,7 +22,9 @@ class PatchOutputs:
 
 
 #: A partial batch is zero-padded to a multiple of this. oneDNN computes each patch bit-identically for every
-#: batch size of 2 or more (measured on AVX-512; checked by tests), but not for a batch of one.
+#: batch size of 2 or more (measured on AVX-512; checked by tests), but not for a batch of one. On AVX2-only
+#: CPUs the pooled features stay bit-identical but the logits (a small GEMM) may move in their last bit with
+#: the patch's position in its batch.
 _PAD_MULTIPLE = 8
 
 

@@ -115,9 +115,18 @@ def test_fingerprint_is_stable_and_model_specific(embedder):
 
 
 def test_patch_outputs_do_not_depend_on_batch_company(embedder):
+    """Features (pooled conv activations) are bit-identical whatever the batch; so are the tags on AVX-512.
+    On AVX2-only CPUs oneDNN's small GEMM (the 256 → 50 logits layer) handles a batch's tail rows with
+    another kernel, so a tag may move in its last bit (measured ≤ 3e-8) with the patch's batch position."""
+    from embedkit.precision import cpu_flags
+
     x = np.random.default_rng(3).random((45, 187, 96), dtype=np.float32) * 3
     full = embedder.forward(x)  # batches of 32 + a padded partial batch
+    exact_tags = "avx512f" in cpu_flags()
     for sl in (slice(0, 1), slice(7, 10), slice(30, 45)):
         part = embedder.forward(x[sl])
         assert np.array_equal(part.features, full.features[sl]), sl
-        assert np.array_equal(part.tags, full.tags[sl]), sl
+        if exact_tags:
+            assert np.array_equal(part.tags, full.tags[sl]), sl
+        else:
+            np.testing.assert_allclose(part.tags, full.tags[sl], rtol=0, atol=1e-6, err_msg=str(sl))
