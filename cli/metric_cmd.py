@@ -33,10 +33,13 @@ def metric() -> None:
               help="Patches (3 s each) per training segment, when the store has per-patch vectors.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out GROUPS.csv lines whose item is not embedded in STORE.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (batches, validation split).")
+@click.option("--condition", "conditions", multiple=True, metavar="COLUMN",
+              help="Conditioned subspaces (Lee et al. 2020): one masked block of the space per GROUPS.csv column "
+                   "named here (repeat: --condition album --condition artist); use as --space NAME:COLUMN.")
 @force_option
 @json_option
 def fit(store_path: str, groups_path: str | None, name: str, model: str, loss: str, dim: int, steps: int, margin: float,
-        seg_patches: int, skip_unknown: bool, seed: int, force: bool, as_json: bool) -> None:
+        seg_patches: int, skip_unknown: bool, seed: int, conditions: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Learn space NAME on STORE's vectors from GROUPS.csv (columns item, group), or from segments of the
     same recording when no groups file is given (needs a store embedded with --patches).
 
@@ -53,10 +56,26 @@ def fit(store_path: str, groups_path: str | None, name: str, model: str, loss: s
     with Store.open(store_path) as st:
         target = space_path(st, name)
         _refuse_overwrite(target, force)
+        cfg = TrainConfig(model=model, loss=loss, dim=dim, steps=steps, margin=margin, seed=seed)
+        if conditions:
+            if not groups_path:
+                raise click.UsageError("--condition needs a GROUPS.csv with one column per condition")
+            from embedkit.spaces.fitting import fit_store_conditioned
+
+            by = {c: read_groups(groups_path, st, skip_unknown=skip_unknown, column=c, allow_empty=True)
+                  for c in dict.fromkeys(conditions)}
+            space = fit_store_conditioned(st, by, config=cfg, seg_patches=seg_patches)
+            card_path = save_space(st, space, name)
+            if as_json:
+                emit_json({"name": space.name, "path": str(card_path), **space.card()})
+            else:
+                click.echo(f"fitted conditioned space {space.name!r} ({', '.join(space.conditions)}; {space.in_dim} -> "
+                           f"{space.out_dim}), saved to {card_path}; held-out mAP {_f(space.info.get('val_map_init'))} -> "
+                           f"{_f(space.info.get('val_map_best'))}")
+            return
         groups = read_groups(groups_path, st, skip_unknown=skip_unknown) if groups_path else None
         if groups is not None and groups.skipped:
             click.echo(f"embedkit: {groups_path}: {len(groups.skipped)} lines left out (items not embedded)", err=True)
-        cfg = TrainConfig(model=model, loss=loss, dim=dim, steps=steps, margin=margin, seed=seed)
 
         def progress(step: int, hist: dict) -> None:
             if step % 100 == 0 and not (click.get_current_context().obj or {}).get("quiet"):

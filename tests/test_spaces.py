@@ -311,3 +311,40 @@ def test_recommend_and_search_in_a_space(tmp_path):
         assert [r["id"] for r in res["recommendations"]] == want
         got = [n.id for n in similar(st, [int(ids[0])], k=3, space="albums")[0].neighbors]
         assert got == [int(i) for i in ids[1:][np.argsort(-(Z[1:] @ Z[0]), kind="stable")][:3]]
+
+
+# ---- conditioned subspaces (Lee et al. 2020) ------------------------------------------------------------
+
+
+def test_conditioned_space_separates_two_notions_of_similarity(tmp_path, capsys):
+    from clirun import run
+
+    from embedkit.spaces.conditioned import fit_conditioned
+    from embedkit.store import write_arrays
+
+    rng = np.random.default_rng(0)
+    n, d = 240, 32
+    a, b = rng.integers(0, 8, n), rng.integers(0, 8, n)
+    ca, cb = rng.normal(size=(8, 5)), rng.normal(size=(8, 5))
+    X = (np.c_[ca[a] + 0.4 * rng.normal(size=(n, 5)), cb[b] + 0.4 * rng.normal(size=(n, 5)),
+               2 * rng.normal(size=(n, d - 10))] + 4).astype(np.float32)
+    sp, _ = fit_conditioned(X, {"album": a.astype(str), "mood": b.astype(str)}, config=TrainConfig(dim=12, steps=300))
+    m = {c: {k: retrieval_metrics(sp.transform(X, condition=c), y)["map"] for k, y in (("album", a), ("mood", b))}
+         for c in ("album", "mood")}
+    assert m["album"]["album"] > m["album"]["mood"] + 0.3 and m["mood"]["mood"] > m["mood"]["album"] + 0.3, m
+    assert m["album"]["album"] > retrieval_metrics(X, a)["map"] + 0.3
+    # through the CLI: a groups file with two columns, then one subspace used as --space NAME:COLUMN
+    paths = [f"/m/{i}.ogg" for i in range(n)]
+    write_arrays(tmp_path / "s", paths, X, model="rand").close()
+    csv = tmp_path / "g.csv"
+    csv.write_text("path,album,mood\n" + "".join(f"{p},a{x},m{y}\n" for p, x, y in zip(paths, a, b)))
+    s = str(tmp_path / "s")
+    code, out, err = run(capsys, "metric", "fit", s, str(csv), "-o", "two", "--condition", "album", "--condition", "mood",
+                         "--dim", "12", "--steps", "200")
+    assert code == 0 and "album, mood" in out, err
+    code, out, err = run(capsys, "similar", s, "1", "-k", "5", "--space", "two:mood", "--json")
+    assert code == 0, err
+    got = [r["id"] for r in json.loads(out)["queries"][0]["results"]]
+    assert sum(b[i - 1] == b[0] for i in got) >= 3  # ids are 1-based rows: neighbours share the mood
+    code, _, err = run(capsys, "similar", s, "1", "--space", "two:tempo")
+    assert code == 1 and "unknown condition 'tempo'" in err

@@ -110,3 +110,30 @@ def fit_store(store: Any, groups: Groups | None = None, *, config: TrainConfig |
                                "items": int(groups.ids.size), "groups": groups.n_groups, "skipped": len(groups.skipped)}
     space.info = info
     return space
+
+
+def fit_store_conditioned(store: Any, groups: dict[str, Groups], *, config: TrainConfig | None = None,
+                          seg_patches: int = 3, max_segments: int = MAX_SEGMENTS) -> Space:
+    """Learn a conditioned space (`embedkit.spaces.conditioned`): one masked block per ``{condition: groups}``."""
+    from .conditioned import fit_conditioned
+
+    ids = np.unique(np.concatenate([g.ids for g in groups.values()]))
+    pp = _patches(store, ids)
+    if pp is not None:
+        item_ids, pv = pp
+        X, owner = segments(item_ids, pv, seg_patches, aggregation=store.manifest.get("aggregation", "mean"),
+                            max_per_item=max_segments)
+        rec, source = owner, f"segments of {seg_patches} patches"
+    else:
+        X, owner, rec, source = store.vectors(ids), ids, None, "track vectors"
+    labels = {}
+    for c, g in groups.items():
+        lut = dict(zip(g.ids.tolist(), g.labels.tolist()))
+        labels[c] = np.array([lut.get(int(i), "") for i in owner], dtype=object).astype(str)
+    space, _ = fit_conditioned(X, labels, recordings=rec, config=config)
+    space.spec = store_spec(store)
+    space.info = {**space.info, "mode": f"conditioned ({', '.join(groups)})", "source": source,
+                  "fitted_on": {"store": str(store.path), "vectors": int(X.shape[0])},
+                  "groups_files": {c: {"path": g.source, "items": int(g.ids.size), "groups": g.n_groups} for c, g in groups.items()}}
+    return space
+

@@ -55,7 +55,7 @@ def _lines(lines: list[int], limit: int = 5) -> str:
 
 def read_groups(path: str | os.PathLike, store: Any = None, *, skip_unknown: bool = False,
                 resolve: Callable[[str], tuple[int | None, str | None]] | None = None,
-                min_groups: int = 2) -> Groups:
+                min_groups: int = 2, column: str | None = None, allow_empty: bool = False) -> Groups:
     """Read ``path`` and resolve its items against ``store`` (see the module doc).
 
     Raises `GroupsError` (one line naming the file and lines) for: an unreadable or empty file, a
@@ -75,6 +75,10 @@ def read_groups(path: str | os.PathLike, store: Any = None, *, skip_unknown: boo
     header = [c.strip().lower() for c in rows[0][1]]
     icol = next((i for i, h in enumerate(header) if h in ITEM_COLS), None)
     gcol = next((i for i, h in enumerate(header) if h in GROUP_COLS), None)
+    if column is not None:  # a named group column (one per condition of a conditioned space)
+        if icol is None or column.strip().lower() not in header:
+            raise GroupsError(f"{p}: line 1: header {','.join(header)} has no item column or no column {column!r}")
+        gcol = header.index(column.strip().lower())
     if icol is not None or gcol is not None:
         if icol is None or gcol is None:
             missing = "item (item/id/path)" if icol is None else "group (group/album/artist/playlist/label)"
@@ -92,7 +96,8 @@ def read_groups(path: str | os.PathLike, store: Any = None, *, skip_unknown: boo
         raw = r[icol].strip() if icol < len(r) else ""
         label = r[gcol].strip() if gcol < len(r) else ""
         if not label:
-            empty.append(n)
+            if not allow_empty:
+                empty.append(n)
             continue
         item_id, reason = resolve(raw) if raw else (None, "empty item")
         if item_id is None:
