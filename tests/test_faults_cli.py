@@ -40,7 +40,9 @@ def _one_line(code: int, err: str, expected_code: int = 1) -> str:
 def fake_embedder(monkeypatch):
     """`embed --store` and `embed -o` use the fake embedder (no TensorFlow)."""
     fake = FakeEmbedder()
-    monkeypatch.setattr("embedkit.collection._load", lambda spec, batch_size, st=None: fake)
+    if not hasattr(fake, "precision"):
+        fake.precision = "fp32"
+    monkeypatch.setattr("embedkit.collection._load", lambda *a, **k: fake)
     import embedkit
 
     monkeypatch.setattr(embedkit.Embedder, "from_pretrained", classmethod(lambda cls, *a, **k: fake))
