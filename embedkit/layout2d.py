@@ -226,11 +226,15 @@ def compute_layout(X: np.ndarray, ids: np.ndarray, rows: np.ndarray | None = Non
 def cache_dir(store: Any) -> Path:
     """Where a store's layouts live: ``STORE/layout`` when writable, else ``$EMBEDKIT_HOME/layouts/<hash>``."""
     d = Path(store.path) / LAYOUT_DIR
-    if os.access(d if d.exists() else Path(store.path), os.W_OK):
+    if _writable(d if d.exists() else Path(store.path)):
         return d
     home = Path(os.environ.get("EMBEDKIT_HOME", Path.home() / ".cache" / "embedkit"))
     key = hashlib.sha256(str(Path(store.path).resolve()).encode()).hexdigest()[:16]
     return home / "layouts" / key
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
 
 
 def _check_name(name: str) -> None:
