@@ -91,7 +91,7 @@ def fit(store_path: str, groups_path: str | None, name: str, model: str, loss: s
         return
     click.echo(f"fitted space {space.name!r} ({space.kind}, {space.in_dim} -> {space.out_dim}) on {info['fitted_on']['vectors']} "
                f"{info['source']} ({info['mode']}), saved to {card_path}")
-    click.echo(f"held-out mAP ({info['validation']}): {_f(info.get('val_map_init'))} at the start (PCA-whitening) -> "
+    click.echo(f"held-out mAP ({info['validation']}): {_f(info.get('val_map_init'))} at the start -> "
                f"{_f(info.get('val_map_best'))} at step {info['best_step']}; {info['cpu_s']} CPU-s")
 
 

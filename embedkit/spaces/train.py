@@ -1,16 +1,19 @@
-"""Learn a similarity space from groups: batch-hard triplet loss, numpy, Adam (no TensorFlow needed).
+"""Learn a similarity space from groups: batch-hard triplet or contrastive loss, numpy, Adam (no TensorFlow).
 
-Model (see `embedkit.spaces.space`): unit vectors are standardised, projected by ``W`` ``(d, m)``
-(``linear``), plus a ReLU branch ``relu(s W1 + b1) W2`` (``mlp``; ``W2`` starts at zero, so training
-starts from the linear map), then L2-normalised. ``W`` starts as the PCA-whitening of the training
-vectors (the zero-label ``whiten`` space), so the learned space starts where the baseline is.
+Model (see `embedkit.spaces.space`): unit vectors are standardised, then projected by ``W`` ``(d, m)``
+(``linear``; ``W`` starts as the ``m`` main axes of the standardised training vectors, i.e. near the
+zero-label ``standardize`` space), by one weight per feature (``diagonal``; starts at 1 = standardisation),
+or by ``W`` plus a ReLU branch ``relu(s W1 + b1) W2`` (``mlp``; ``W2`` starts at zero, so training starts
+from the linear map); then L2-normalised.
 
-Loss (Hermans, Beyer & Leibe 2017, "batch hard"): each batch holds ``batch_groups`` groups ×
+Losses: ``triplet`` (Hermans, Beyer & Leibe 2017, "batch hard"): each batch holds ``batch_groups`` groups ×
 ``per_group`` samples; for every anchor, the least similar positive (same group — from another
 recording when ``recordings`` are given, so a group is not learnt as "same recording") and the most
-similar negative (other group) give ``max(0, margin - cos(a, p) + cos(a, n))``. A weight-decay term
-pulls ``W`` towards its start. Training keeps the weights with the best mAP on held-out *groups*
-(or held-out recordings when there are too few groups), measured every ``eval_every`` steps.
+similar negative (other group) give ``max(0, margin - cos(a, p) + cos(a, n))``. ``contrastive``
+(supervised contrastive / NCA): a softmax over the batch, which weights each negative by its closeness.
+A weight-decay term pulls the weights towards their start. Training keeps the weights with the best
+mAP on held-out *groups* (or held-out recordings when there are fewer than 5 groups), measured every
+``eval_every`` steps — step 0 included, so a space that learning does not improve stays at its start.
 """
 from __future__ import annotations
 
