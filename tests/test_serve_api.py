@@ -401,6 +401,20 @@ def test_heads_and_labels_colour_the_map_and_predict(world, tmp_path):
         assert c.get("/api/info").json()["heads"] == ["album"]
     with pytest.raises(ModelMismatchError, match="fingerprint"):
         Collection(world["store"], heads=[str(tmp_path / "other.head")])
+    # heads saved in STORE/heads/ are found without --head; one made for other vectors is skipped, saying why
+    import shutil
+
+    saved = world["base"] / "store-with-heads"
+    shutil.copytree(world["store"], saved)
+    for name in ("album", "other"):
+        shutil.copytree(tmp_path / f"{name}.head", saved / "heads" / f"{name}.head")
+    said: list[str] = []
+    col = Collection(saved, embedder=FakeEmbedder(), progress=said.append)
+    try:
+        assert [n for n, _ in col.heads] == ["album"]
+        assert any("other.head: not shown" in m and "fingerprint" in m for m in said)
+    finally:
+        col.close()
 
 
 # ---- the command ---------------------------------------------------------------------------------------

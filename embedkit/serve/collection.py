@@ -28,6 +28,8 @@ TOP_K = 5
 MAX_NEIGHBORS = 100
 #: bytes accepted for an uploaded query file / history
 MAX_UPLOAD_BYTES = 200 * 2**20
+#: heads saved here (``STORE/heads/NAME.head``) are shown without --head
+HEADS_DIR = "heads"
 MAX_HISTORY_BYTES = 20 * 2**20
 
 
@@ -88,7 +90,8 @@ class Collection:
     """A store opened for the web page (see the module doc).
 
     ``index``: the saved index to search with (`embedkit.search.Searcher`; exact search when absent);
-    ``heads``: saved head folders whose predictions are shown and can colour the map; ``labels``:
+    ``heads``: saved head folders whose predictions are shown and can colour the map (default: those in
+    ``STORE/heads/``, skipping ones made for other vectors); ``labels``:
     label CSV files (`embedkit.labels`) whose label and group columns can colour the map;
     ``layout_method``: "auto" | "tsne" | "pca"; ``embedder``: reuse an `Embedder` for dropped files;
     ``load_index``: load the search index now (False: on the first query; ``store map`` needs none).
@@ -120,6 +123,8 @@ class Collection:
             self.roots = collection_roots(self.paths)
             self.guard = FileGuard(self.roots)
             self.heads = [self._load_head(h) for h in heads]
+            if not heads:
+                self.heads = self._saved_heads()
             self.fields: dict[str, Field] = {}
             self._field_makers: dict[str, Callable[[], Field]] = {}
             self._register_fields(labels)
@@ -392,6 +397,16 @@ class Collection:
         if tab.groups is not None:
             self._field_makers[f"group:{stem}"] = lambda: _categorical(f"group:{stem}", f"groups: {stem}", "labels",
                                                                       column(tab.groups.tolist()))
+
+    def _saved_heads(self) -> list[tuple[str, Any]]:
+        """Heads saved inside the store folder (``STORE/heads/NAME.head``), those made for its vectors."""
+        out = []
+        for d in sorted((Path(self.store.path) / HEADS_DIR).glob("*.head")):
+            try:
+                out.append(self._load_head(str(d)))
+            except EmbedkitError as exc:
+                self.say(f"{d}: not shown ({exc})")
+        return out
 
     def _load_head(self, path: str) -> tuple[str, Any]:
         from ..heads import Head, check_compatible
