@@ -70,7 +70,11 @@ def gather(head: Head, inputs: Sequence[str] = (), *, store_path: str | None = N
 
         with Store.open(store_path) as st:
             sspec = store_spec(st)
-            if sspec is not None:
+            if getattr(head, "spec_", None) is None:
+                (warn or log.warning)(f"head {getattr(head, 'path_', '')} carries no vector spec (saved without spec=): "
+                                      f"it cannot check that the vectors in {store_path} were made like its training "
+                                      "vectors; re-save it with Head(..., spec=store.spec)")
+            elif sspec is not None:
                 head.check_spec(sspec, source=f"the vectors in {store_path}")
             elif getattr(head, "spec_", None) is not None:
                 from ..spec import SpecMismatchError
