@@ -264,6 +264,13 @@ KNOWN_OPEN: dict[tuple[str, str, str], str] = {
     ("st/index/default.json", "index info", "different answer"):
         "engineer B (index): 'index info' prints the index card as read; a flipped byte in a key or value of the card "
         "(not of the arrays) is shown with exit 0",
+    ("st/index/default.json", "*", "uncaught exception"):
+        "engineer B (index): the index card's own fields are not validated or checksummed: a flipped byte in a key or "
+        "value raises ValueError/TypeError (index/binding.py, index/vector_index.py) instead of a one-line 'damaged "
+        "card, rebuild' error",
+    ("genre.head/card.json", "predict", "different answer"):
+        "engineer B (heads): a head card's own numbers (outside the checksummed arrays) are not checksummed: a flipped "
+        "digit changes predicted probabilities with exit 0",
 }
 
 
