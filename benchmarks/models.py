@@ -159,16 +159,20 @@ def main() -> None:
     ap.add_argument("--full-grid", action="store_true", help="the head's full inner-CV grid (default: logreg C ∈ {0.1, 1})")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-models")
     ap.add_argument("--no-cost", action="store_true", help="skip the × real time column")
+    ap.add_argument("--models", default=",".join(MODELS), help="single models to compare (combinations of them follow)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     load = os.getloadavg()
     t_all = time.perf_counter()
     args.cache.mkdir(parents=True, exist_ok=True)
     items = clips(args.cache, args.tracks)
-    single = {m: patch_features(m, items, args.cache) for m in MODELS}
-    feature_sets = {m: single[m] for m in MODELS}
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    single = {m: patch_features(m, items, args.cache) for m in models}
+    feature_sets = {m: single[m] for m in models}
     for combo in COMBOS:
         parts = combo.split("+")
+        if not set(parts) <= set(models):
+            continue
         feature_sets[combo] = {k: np.concatenate([single[m][k] for m in parts], axis=1) for k in single[parts[0]]}
 
     tasks = [("package of origin, 10 s", "package", 3), ("package of origin, 3 s", "package", 1),
@@ -192,7 +196,7 @@ def main() -> None:
             xrt, _ = cost(name, files)
             row.append(f"{xrt:.0f}×")
         rows.append(row)
-    for m in MODELS:
+    for m in models:
         from embedkit import pretrained
 
         X, y, g = segments(items, single[m], "package", 3)
