@@ -231,7 +231,7 @@ def embed_into_store(
     else:
         spec = _new_spec(emb, model=model, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s, precision=precision)
         if emb is None:  # options were checked above, before the model loads; the store takes the loaded model's spec
-            emb = _load(spec, batch_size, precision=precision)
+            emb = _load_auto(spec, batch_size) if precision == "auto" else _load(spec, batch_size)
             spec = _new_spec(getattr(emb, "embedder", emb), model=model, layers=layers, aggregate=aggregate,
                              excerpt_s=excerpt_s, precision=getattr(emb, "precision", None) or spec.precision)
         s = _Settings(spec, bool(patches), bool(tags))
@@ -248,21 +248,24 @@ def embed_into_store(
         st.close()
 
 
-def _load(spec: VectorSpec, batch_size: int, st: Store | None = None, *, precision: str | None = None) -> Any:
+def _load(spec: VectorSpec, batch_size: int, st: Store | None = None) -> Any:
     """An embedder that makes exactly ``spec``'s vectors (refused, naming the store, when the installed
-    weights differ from those the store was made with). ``precision="auto"``: the fastest precision that
-    meets its fidelity bar here (new stores only), recorded in the spec."""
+    weights differ from those the store was made with)."""
     try:
-        if precision == "auto":
-            from .embedder import Embedder
-
-            emb = Embedder.from_pretrained(spec.model, batch_size=batch_size, precision="auto")
-            return spec.replace(precision=getattr(emb, "precision", "fp32")).bind(emb)
         return spec.embedder(batch_size=batch_size)
     except SpecMismatchError as exc:
         if st is None:
             raise
         raise StoreMismatchError(f"{st.path}: {exc}") from None
+
+
+def _load_auto(spec: VectorSpec, batch_size: int) -> Any:
+    """``--precision auto`` for a new store: the fastest precision that meets its fidelity bar here,
+    recorded in the store's spec."""
+    from .embedder import Embedder
+
+    emb = Embedder.from_pretrained(spec.model, batch_size=batch_size, precision="auto")
+    return spec.replace(precision=getattr(emb, "precision", "fp32")).bind(emb)
 
 
 def _run(

@@ -24,6 +24,7 @@ PATCH = 3 * SR
 
 class FakeEmbedder:
     name = "fake"
+    precision = "fp32"
     sample_rate = SR
     labels = ["a", "b", "c", "d", "e"]
     layout = FeatureLayout(tuple(Block(f"pool{i}", 4) for i in range(1, 6)))
