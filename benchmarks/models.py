@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--full-grid", action="store_true", help="the head's full inner-CV grid (default: logreg C ∈ {0.1, 1})")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-models")
     ap.add_argument("--no-cost", action="store_true", help="skip the × real time column")
+    ap.add_argument("--all-segments", action="store_true", help="also package of origin on 3-s segments (10× the items)")
     ap.add_argument("--models", default=",".join(MODELS), help="single models to compare (combinations of them follow)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -175,8 +176,9 @@ def main() -> None:
             continue
         feature_sets[combo] = {k: np.concatenate([single[m][k] for m in parts], axis=1) for k in single[parts[0]]}
 
-    tasks = [("package of origin, 10 s", "package", 3), ("package of origin, 3 s", "package", 1),
-             ("recording identity, 3 s", "recording", 1)]
+    tasks = [("package of origin, 10 s", "package", 3), ("recording identity, 3 s", "recording", 1)]
+    if args.all_segments:
+        tasks.insert(1, ("package of origin, 3 s", "package", 1))
     rows, few_rows, block_rows = [], [], []
     files = sorted(p for p in heads_bench.FIXTURES.iterdir()) if heads_bench.FIXTURES.exists() else []
     for name, feats in feature_sets.items():
