@@ -41,7 +41,7 @@ def info(store_path: str, all_failures: bool, as_json: bool) -> None:
         f" (fingerprint {d['settings_fingerprint'][:16]}…)",
         f"dim:        {d['dim']} float32 ({layout})",
         f"items:      {d['embedded']} embedded, {d['failed']} failed, {d['missing']} missing",
-        f"integrity:  sha256 per commit"
+        "integrity:  sha256 per commit"
         + (f"; {d['unchecked_rows']} rows from embedkit 0.1 without checksums" if d["unchecked_rows"] else "")
         + f" (check: embedkit store verify {d['path']})",
         f"audio:      {d['audio_hours']:.2f} h embedded",
