@@ -295,3 +295,29 @@ def test_sigkill_during_writes_never_corrupts(tmp_path):
             np.testing.assert_array_equal(pv, vecs[np.searchsorted(st.ids(), item_ids)])
     meta = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert meta["dim"] == 64 and meta["format_version"] == 1
+
+
+def test_resolve_and_is_current_one_rule(tmp_path):
+    """Which item a key names now: id; stored path whose file is absent or unchanged (size+mtime, else
+    content hash); any file with a stored item's content; else None."""
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"A" * 100)
+    b.write_bytes(b"B" * 100)
+    with Store.create(tmp_path / "s", _manifest(dim=2)) as st:
+        for p in (a, b):
+            s = p.stat()
+            st.add_embedded(str(p), np.ones(2), size=s.st_size, mtime=s.st_mtime, sha256=file_sha256(p),
+                            duration_s=1.0, samplerate=16000)
+        ia, ib = st.get(str(a)), st.get(str(b))
+        assert st.resolve(ia.id) == ia and st.resolve(np.int64(ib.id)) == ib and st.resolve(999) is None
+        assert st.resolve(str(a)) == ia and st.is_current(a)
+        os.utime(a, (1, 1))  # touched: size+mtime differ, the content hash still matches
+        assert st.is_current(a) and st.resolve(a) == ia
+        b.write_bytes(b"C" * 100)  # changed: the stored vector is stale
+        assert not st.is_current(b) and st.resolve(str(b)) is None and st.get(str(b)) == ib
+        copy = tmp_path / "copy.wav"
+        copy.write_bytes(b"A" * 100)  # a new file with a stored item's content
+        assert st.resolve(copy) == ia and st.resolve(copy, by_content=False) is None
+        b.unlink()  # absent file: its stored vector stands for it
+        assert st.resolve(str(b)) == ib
+        assert st.resolve(tmp_path / "nothing.wav") is None
