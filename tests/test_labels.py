@@ -159,3 +159,25 @@ def test_write_labels_roundtrip(tmp_path):
     p = write_labels(tmp_path / "o.csv", [{"path": "a,b.wav", "labels": ["x", "y"], "v": 1.5}], ["path", "labels", "v"])
     t = read_labels(p, targets="labels", task="multilabel")
     assert t.keys == ["a,b.wav"] and t.names == ["x", "y"] and t.y.tolist() == [[1, 1]]
+
+
+def test_bind_refuses_the_stale_vector_of_a_changed_file(tmp_path):
+    """The store's one freshness rule: a labelled file that changed since it was embedded is not bound."""
+    from embedkit.store import Store, file_sha256
+
+    music = tmp_path / "music"
+    music.mkdir()
+    files = [music / f"s{i}.wav" for i in range(3)]
+    with Store.create(tmp_path / "st", {"model": "toy", "fingerprint": "f" * 64, "dim": 2}) as st:
+        for i, f in enumerate(files):
+            f.write_bytes(bytes([i]) * 64)
+            s = f.stat()
+            st.add_embedded(str(f), np.full(2, i, np.float32), size=s.st_size, mtime=s.st_mtime,
+                            sha256=file_sha256(f), duration_s=1.0, samplerate=16000)
+    files[1].write_bytes(b"changed" * 20)
+    with Store.open(tmp_path / "st") as st:
+        b = bind(read_labels(lab(tmp_path, "path,label\nmusic/s0.wav,a\nmusic/s1.wav,b\nmusic/s2.wav,a\n")), st)
+        assert len(b.ids) == 2 and b.not_embedded[0][1] == "music/s1.wav"
+        assert "changed since it was embedded" in b.not_embedded[0][2]
+        with pytest.raises(LabelError, match="changed since it was embedded"):
+            bind(read_labels(lab(tmp_path, "path,label\nmusic/s0.wav,a\nmusic/s1.wav,b\n")), st, strict=True)
