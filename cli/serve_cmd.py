@@ -9,12 +9,7 @@ import click
 
 from ._common import emit_json
 
-try:
-    from .options import json_option, store_argument
-except ImportError:  # pragma: no cover - before the shared options module lands
-    from ._common import json_option
-
-    store_argument = click.argument("store_path", metavar="STORE", type=click.Path(file_okay=False))
+from .options import json_option, store_argument
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
