@@ -17,8 +17,9 @@ def index() -> None:
 
 @index.command("build")
 @store_argument
-@click.option("--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf", "ivfpq"]), default="auto", show_default=True,
-              help="Index kind; auto: exact below ~20k x 640 floats, HNSW above, IVF-PQ when over --memory.")
+@click.option("--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf", "ivfpq", "ivfpq_disk"]), default="auto",
+              show_default=True, help="Index kind; auto: exact below ~20k x 640 floats, HNSW above, IVF-PQ when over "
+              "--memory, IVF-PQ with its lists on disk (ivfpq_disk) when even that does not fit.")
 @click.option("--memory", default=None, metavar="SIZE", help="Memory budget for the index, e.g. 4G or 512M "
               "(default: half of this machine's RAM).")
 @distance_metric_option

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EmbedkitError, ModelMismatchError
 
-KINDS = ("flat", "hnsw", "ivf", "ivfpq")
+KINDS = ("flat", "hnsw", "ivf", "ivfpq", "ivfpq_disk")
 METRICS = ("cosine", "l2")
 INDEX_DIR = "index"
 CARD_FORMAT = 2

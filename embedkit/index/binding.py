@@ -326,8 +326,22 @@ class StoreIndex:
             except (IndexStaleError, IndexMismatchError) as exc:
                 log.warning("%s; rebuilding it", str(exc).split(";")[0])
         ids, rows, starts = _store_state(store, source)
-        x = _store_vectors(store, source)
         budget = default_memory_budget() if memory_budget_bytes is None else int(memory_budget_bytes)
+        if source == "tracks" and ids.size >= 2:
+            from .ondisk import build_store_ondisk  # noqa: PLC0415  (indexes past RAM: never load all vectors)
+
+            built = build_store_ondisk(store, d, name, ids=ids, rows=rows, kind=kind, budget=budget, metric=metric,
+                                       pca_dim=pca_dim, whiten=whiten, target_recall=target_recall, k=k, seed=seed,
+                                       vector_map=vector_map)
+            if built is not None:
+                built.card.update(_store_card(store, source, ids, rows))
+                built.card.update({"budget_bytes": budget, "requested_kind": kind})
+                if space is not None:
+                    built.card["space"] = space
+                built.save(d, name)
+                return (cls(store, name, built, source=source, vector_map=vector_map),
+                        {"action": "built", "added": int(ids.size), "card": built.card})
+        x = _store_vectors(store, source)
         if x.shape[0] == 0 and kind not in ("auto", "flat"):
             raise IndexStateError(f"{store.path}: store has no embedded {source}; a {kind} index needs vectors to train on")
         labels = ids if source == "tracks" else np.arange(ids.size, dtype=np.int64)
@@ -387,6 +401,9 @@ class StoreIndex:
         state = self.check()
         new = state["new"]
         ids, rows, starts = state["state"]
+        if new.size and vi.kind == "ivfpq_disk":  # its inverted lists are never changed in place
+            raise IndexStaleError(f"{self.path}: {new.size} store items are not in this on-disk index; run "
+                                  f"'embedkit index build {store.path} --name {self.name} --rebuild'")
         if new.size:
             if source == "tracks":
                 new_rows = rows[np.searchsorted(ids, new)]

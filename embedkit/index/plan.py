@@ -28,6 +28,13 @@ RERANK_GRID = (2, 4, 8, 16, 32)
 MIN_HELD_OUT_TUNING = 2000
 #: An incremental update re-tunes search parameters when it adds at least this many vectors.
 MIN_UPDATE_TUNING = 50
+#: IVF-PQ whose inverted lists (codes + ids) live in a memory-mapped file (`ondisk`), not in memory.
+ONDISK_KIND = "ivfpq_disk"
+#: Vectors encoded per temporary shard while building an on-disk index (bounds the build's memory).
+ONDISK_SHARD_ROWS = 65_536
+#: Auto planning keeps IVF-PQ codes in memory only while they keep >= 1 byte per this many dimensions;
+#: coarser codes are a judgement call (not measured here): then the on-disk kind with the finest code.
+ONDISK_MIN_CODE_DIMS = 32
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class IndexPlan:
             return f"HNSW{p['M']}"
         if self.kind == "ivf":
             return f"IVF{p['nlist']},Flat"
-        if self.kind == "ivfpq":
+        if self.kind in ("ivfpq", ONDISK_KIND):
             return f"IVF{p['nlist']},PQ{p['pq_m']}x{p['pq_nbits']}"
         raise ValueError(f"unknown index kind {self.kind!r}")
 
@@ -76,7 +83,25 @@ def estimate_memory(kind: str, n_vectors: int, dim: int, params: dict) -> int:
     if kind == "ivfpq":
         code = math.ceil(int(params["pq_m"]) * int(params["pq_nbits"]) / 8)
         return n * (code + 8) + 4 * int(params["nlist"]) * d + 4 * d * (1 << int(params["pq_nbits"])) + ids
+    if kind == ONDISK_KIND:  # resident: coarse centroids + PQ tables + our id and store-row arrays
+        return 4 * int(params["nlist"]) * d + 4 * d * (1 << int(params["pq_nbits"])) + 2 * ids
     raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
+
+
+def ondisk_disk_bytes(n_vectors: int, params: dict) -> int:
+    """Bytes of an on-disk index's inverted-list file: PQ code + 8-byte label per vector."""
+    return int(n_vectors) * (math.ceil(int(params["pq_m"]) * int(params["pq_nbits"]) / 8) + 8)
+
+
+def ondisk_train_rows(params: dict) -> int:
+    """Training sample of an on-disk IVF-PQ index: 40 per list, at least 64 per PQ centroid, ≤ 262,144."""
+    return int(min(262_144, max(40 * int(params["nlist"]), 64 * (1 << int(params["pq_nbits"])))))
+
+
+def ondisk_build_bytes(dim: int, params: dict, shard_rows: int = ONDISK_SHARD_ROWS) -> int:
+    """Peak extra memory of building an on-disk index (training sample + one shard read and encoded), bytes."""
+    code = math.ceil(int(params["pq_m"]) * int(params["pq_nbits"]) / 8)
+    return 4 * int(dim) * ondisk_train_rows(params) + int(shard_rows) * (3 * 4 * int(dim) + code + 16)
 
 
 def _nlist_for(n: int) -> int:
@@ -116,7 +141,10 @@ def choose_index(
     ``auto``: exact ``flat`` while ``n_vectors * dim <= flat_max_work`` (≈ 20k × 640: exact search then
     costs ≤ 2 ms per query on one core); above that ``hnsw`` (best recall/latency measured, graph kept in
     memory with the full vectors) if it fits ``memory_budget_bytes``; otherwise ``ivfpq`` with the
-    largest product-quantizer code that fits (results re-ranked with exact vectors read from the store).
+    largest product-quantizer code that fits (results re-ranked with exact vectors read from the store);
+    when even the smallest IVF-PQ codes exceed the budget, ``ivfpq_disk``: the same index with its
+    inverted lists in a memory-mapped file (only centroids, PQ tables and ids stay resident), built from
+    shards in bounded memory (`ondisk_build_bytes`) and re-ranked with the exact vectors on disk.
     An explicit ``kind`` is honoured even when it exceeds the budget (``fits_budget`` False).
     ``memory_budget_bytes`` None means no limit. ``pca_dim`` shrinks the indexed dimension.
     """
@@ -134,9 +162,10 @@ def choose_index(
         mem = estimate_memory(k, n, d, params)
         return IndexPlan(k, params, n, int(dim), d, mem, budget is None or mem <= budget, reason)
 
-    def pq_params(nlist: int) -> dict | None:
-        nbits = 8 if n >= 39 * 256 else max(4, min(8, int(math.log2(max(n, 16) / 39)) if n >= 39 * 16 else 4))
-        for m in _pq_options(d):
+    nbits = 8 if n >= 39 * 256 else max(4, min(8, int(math.log2(max(n, 16) / 39)) if n >= 39 * 16 else 4))
+
+    def pq_params(nlist: int, min_m: int = 1) -> dict | None:
+        for m in (m for m in _pq_options(d) if m >= min_m):
             params = {"nlist": nlist, "pq_m": m, "pq_nbits": nbits}
             if budget is None or estimate_memory("ivfpq", n, d, params) <= budget:
                 return params
@@ -152,6 +181,9 @@ def choose_index(
     if kind == "ivfpq":
         params = pq_params(_nlist_for(n)) or {"nlist": _nlist_for(n), "pq_m": _pq_options(d)[-1], "pq_nbits": 8}
         return plan("ivfpq", params, "ivfpq requested")
+    disk = {"nlist": _nlist_for(n), "pq_m": _pq_options(d)[0], "pq_nbits": nbits}  # codes on disk: the largest
+    if kind == ONDISK_KIND:
+        return plan(ONDISK_KIND, disk, "ivfpq_disk requested: inverted lists memory-mapped from disk")
 
     flat_mem = estimate_memory("flat", n, d, {})
     if n * d <= flat_max_work and (budget is None or flat_mem <= budget):
@@ -159,7 +191,17 @@ def choose_index(
     if budget is None or estimate_memory("hnsw", n, d, hnsw) <= budget:
         why = "too many vectors for exact search" if n * d > flat_max_work else "exact index exceeds memory"
         return plan("hnsw", hnsw, f"{why}; HNSW graph with full vectors fits the memory budget")
-    params = pq_params(_nlist_for(n))
+    min_m = max(1, d // ONDISK_MIN_CODE_DIMS)
+    params = pq_params(_nlist_for(n), min_m)
+    if params is None and estimate_memory(ONDISK_KIND, n, d, disk) <= budget:
+        coarse = {**disk, "pq_m": min([m for m in _pq_options(d) if m >= min_m])}
+        return plan(
+            ONDISK_KIND, disk,
+            f"in-memory IVF-PQ with >= {coarse['pq_m']}-byte codes ({format_bytes(estimate_memory('ivfpq', n, d, coarse))}) "
+            f"exceeds the budget {format_bytes(budget)}; IVF-PQ with {disk['pq_m']}-byte codes in an on-disk file "
+            f"({format_bytes(ondisk_disk_bytes(n, disk))}), re-ranked with the exact vectors",
+        )
+    params = params or pq_params(_nlist_for(n))
     if params is None:
         need = estimate_memory("ivfpq", n, d, {"nlist": _nlist_for(n), "pq_m": _pq_options(d)[-1], "pq_nbits": 8})
         raise ValueError(

@@ -85,7 +85,7 @@ _GPU_RES: Any = None
 
 def _to_device(index: Any, kind: str, use_gpu: bool | None) -> tuple[Any, str]:
     """Move a flat/IVF index to GPU 0 when one is present (``use_gpu`` None = auto)."""
-    if use_gpu is False or kind == "hnsw" or gpu_count() == 0:
+    if use_gpu is False or kind in ("hnsw", "ivfpq_disk") or gpu_count() == 0:
         if use_gpu:
             log.warning("GPU requested but faiss sees no GPU (or the kind %s has no GPU version); using the CPU", kind)
         return index, "cpu"
@@ -111,7 +111,7 @@ def _set_search_params(index: Any, kind: str, params: dict) -> None:
     ps = faiss.GpuParameterSpace() if type(index).__name__.startswith("Gpu") else faiss.ParameterSpace()
     if kind == "hnsw" and "efSearch" in params:
         ps.set_index_parameter(index, "efSearch", int(params["efSearch"]))
-    if kind in ("ivf", "ivfpq") and "nprobe" in params:
+    if kind in ("ivf", "ivfpq", "ivfpq_disk") and "nprobe" in params:
         ps.set_index_parameter(index, "nprobe", int(params["nprobe"]))
 
 
@@ -318,7 +318,7 @@ class VectorIndex:
         if search_params is not None:
             _set_search_params(self.index_, self.kind, params)
         try:
-            can_rerank = self.kind == "ivfpq" and (rerank is not None or _label_vecs is not None)
+            can_rerank = self.kind in ("ivfpq", "ivfpq_disk") and (rerank is not None or _label_vecs is not None)
             k_factor = int(params.get("k_factor", 1)) if can_rerank else 1
             kk = min(n, k * k_factor)
             d, lab = self.index_.search(np.ascontiguousarray(qt), kk)
@@ -518,6 +518,8 @@ class VectorIndex:
                 f.flush()
                 os.fsync(f.fileno())
             card["files"] = {finals["faiss"].name: sha256_file(tmps["faiss"]), finals["npz"].name: sha256_file(tmps["npz"])}
+            if self.kind == "ivfpq_disk":  # inverted lists written beside it by index.ondisk (never changed in place)
+                card["files"][f"{name}.ivfdata"] = sha256_file(d / f"{name}.ivfdata")
             current = finals["json"]
             text = dumps(_finite(card))
             with open(tmps["json"], "w", encoding="utf-8") as f:
@@ -566,7 +568,7 @@ class VectorIndex:
         if fmt > _UNCHECKSUMMED_FORMAT or files is not None:
             if not isinstance(files, dict):
                 raise IndexStateError(f"{card_path}: the card lists no checksums of its data files; {rebuild}")
-            for fname in (f"{name}.faiss", f"{name}.npz"):
+            for fname in (f"{name}.faiss", f"{name}.npz") + ((f"{name}.ivfdata",) if card.get("kind") == "ivfpq_disk" else ()):
                 want = files.get(fname)
                 try:
                     got = sha256_file(d / fname)
@@ -577,7 +579,11 @@ class VectorIndex:
                                           f"(damaged or edited); {rebuild}")
         faiss = _faiss()
         try:
-            index = faiss.read_index(str(d / f"{name}.faiss"))
+            # on-disk inverted lists: NAME.ivfdata is looked up beside NAME.faiss (the folder may have moved)
+            from .ondisk import stdout_to_stderr  # noqa: PLC0415
+
+            with stdout_to_stderr():
+                index = faiss.read_index(str(d / f"{name}.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
             with np.load(d / f"{name}.npz", allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:
@@ -662,7 +668,7 @@ def _candidate_params(kind: str, params: dict) -> list[dict]:
     probes = sorted({p for p in NPROBE_GRID if p < nlist} | {nlist})
     if kind == "ivf":
         return [{"nprobe": p} for p in probes]
-    if kind == "ivfpq":
+    if kind in ("ivfpq", "ivfpq_disk"):
         return [{"nprobe": p, "k_factor": f} for p in probes for f in RERANK_GRID]
     return [{}]
 
