@@ -82,16 +82,21 @@ def ls(store_path: str, status: str | None, as_json: bool) -> None:
 @store.command("export")
 @store_argument
 @click.option("--format", "fmt", type=click.Choice(["npz", "csv", "parquet"]), required=True, help="Output format.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Output file ('-' = stdout, csv only).")
+@click.option("-o", "--output", required=True, type=click.Path(allow_dash=True),
+              help="Output file ('-' = stdout, csv only); parquet: a name not ending in .parquet is a folder of "
+              "shards + _manifest.json.")
+@click.option("--shard-rows", type=click.IntRange(1), default=None, metavar="N",
+              help="parquet: items per shard file (default 1,000,000); implies a folder of shards.")
 @patches_option  # npz only
 @json_option
-def export(store_path: str, fmt: str, output: str, patches: bool, as_json: bool) -> None:
+def export(store_path: str, fmt: str, output: str, shard_rows: int | None, patches: bool, as_json: bool) -> None:
     """Export the embedded vectors of STORE with ids, paths and metadata.
 
     npz: arrays ids, paths, vectors, duration_s, samplerate (+ tags, tag_labels, patch_* when kept) and
     the manifest as JSON. csv: one row per item, one column per vector value (named after its block).
-    parquet: a fixed-size-list 'vector' column, the manifest in the schema metadata (needs pyarrow).
+    parquet: a fixed-size-list 'vector' column, the manifest in the schema metadata (needs pyarrow);
+    to a folder (OUTPUT not ending in .parquet, or --shard-rows): part-NNNNN.parquet shards plus
+    _manifest.json, the layout embedding-reader, autofaiss and Spark read (embedkit.interchange).
     """
     from embedkit.store import export_store
 
@@ -101,10 +106,21 @@ def export(store_path: str, fmt: str, output: str, patches: bool, as_json: bool)
         raise click.UsageError("--patches is only supported with --format npz")
     from embedkit.store import Store
 
+    sharded = fmt == "parquet" and (shard_rows is not None or not output.lower().endswith(".parquet"))
+    if shard_rows is not None and fmt != "parquet":
+        raise click.UsageError("--shard-rows is only supported with --format parquet")
+    shards = None
     with Store.open(store_path) as st:
-        n = export_store(st, output, fmt=fmt, patches=patches)
+        if sharded:
+            from embedkit.interchange import SHARD_ROWS, write_parquet_shards
+
+            shards = write_parquet_shards(st, output, shard_rows=shard_rows or SHARD_ROWS)["shards"]
+            n = sum(s["rows"] for s in shards)
+        else:
+            n = export_store(st, output, fmt=fmt, patches=patches)
     if as_json:
-        emit_json({"store": store_path, "output": output, "format": fmt, "items": n})
+        emit_json({"store": store_path, "output": output, "format": fmt, "items": n,
+                   **({"shards": len(shards), "manifest": f"{output}/_manifest.json"} if shards is not None else {})})
     elif output != "-":
         click.echo(f"{output}: {n} items exported ({fmt})")
 
