@@ -217,9 +217,9 @@ def main() -> None:
         f"### Side by side ({args.head} head{'' if args.full_grid or args.head not in GRID else ' with C ∈ {0.1, 1}'}, "
         f"nested {args.folds}-fold, group folds)\n\n"
         + markdown_table(heads_cols, rows)
-        + f"\n\n### Few labels: package of origin (10 s) with k labelled tracks per package\n\n"
+        + "\n\n### Few labels: package of origin (10 s) with k labelled tracks per package\n\n"
         + markdown_table(["feature set"] + [f"k = {k}" for k in FEW_K], few_rows)
-        + f"\n\n### Which blocks carry the task: package of origin (10 s), one block at a time\n\n"
+        + "\n\n### Which blocks carry the task: package of origin (10 s), one block at a time\n\n"
         + markdown_table(["model", "block", "dim", "accuracy"], block_rows)
         + f"\n\nData: {n_pkg} Debian tracks (middle 30 s, {args.tracks} per package, "
         f"{len(heads_bench.PACKAGES)} packages) and {n_rec} fixture recordings (middle 30 s). Accuracy is mean ± std "

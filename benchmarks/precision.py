@@ -67,7 +67,7 @@ def fidelity(models: list[str], cache: Path, tracks: int, head: str, downstream:
                 rows.append([f"`{model}`", prec, label, f"{min(cos):.5f}", f"{np.mean(cos):.5f}", f"{tag:.4f}", ok])
                 print(rows[-1], flush=True)
     table = markdown_table(["model", "precision", "clips", "track cosine min", "mean", "max |Δ tag p|",
-                            f"meets bar (bf16 ≥ 0.999, int8 ≥ 0.995)"], rows)
+                            "meets bar (bf16 ≥ 0.999, int8 ≥ 0.995)"], rows)
     if not downstream:
         return table
     # downstream: package of origin, 10-s segments, per precision (first model only)
