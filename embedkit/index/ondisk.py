@@ -6,9 +6,9 @@ For collections whose index does not fit in memory (`plan.choose_index` returns 
     vi.search(q, k, rerank=store.vectors)     # PQ candidates re-scored with the exact stored vectors
 
 ``batches()`` yields ``(ids (b,) int64, vectors (b, dim) float32)`` in a fixed order each time it is called
-(`Store.iter_vectors`). The build reads the data three times: once for a training sample, once to encode
-shards of ``shard_rows`` vectors (each written to a temporary FAISS file), and once for exact ground truth
-when tuning. Shards are merged into ``NAME.ivfdata`` with FAISS ``OnDiskInvertedLists`` (memory-mapped);
+(`Store.iter_vectors`). The build reads the data four times: for a training sample, to encode shards of
+``shard_rows`` vectors (each written to a temporary FAISS file), and (tuning) for a query sample and the
+queries' exact neighbours. Shards are merged into ``NAME.ivfdata`` with FAISS ``OnDiskInvertedLists`` (memory-mapped);
 ``NAME.faiss`` holds the coarse quantizer and PQ tables only. Peak memory ≈ training sample + one shard +
 8 bytes per id (see `plan.ondisk_build_bytes`). Saved by `VectorIndex.save` like every other kind (the card
 holds the sha256 of ``NAME.ivfdata`` too); an on-disk index is never changed in place (rebuild instead).
@@ -181,10 +181,8 @@ def build_ondisk(
             raise IndexStateError(f"the vectors changed while building the index ({ids.size} read, {n} expected); build again")
         with contextlib.suppress(FileNotFoundError):
             data_tmp.unlink()
-        from faiss.contrib.ondisk import merge_ondisk  # noqa: PLC0415
-
         with stdout_to_stderr():
-            merge_ondisk(trained, shard_files, str(data_tmp))
+            _merge_shards(trained, shard_files, data_tmp)
         with open(data_tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(data_tmp, d / ivfdata_name(name))
@@ -213,6 +211,30 @@ def build_ondisk(
         vi.recall_ = RecallReport(k, target_recall, float("nan"), 0, False, dict(vi.search_params), n)
     vi.card["build_s"] = round(time.perf_counter() - t0, 3)
     return vi
+
+
+def _merge_shards(trained: Any, shard_files: list[str], out: Path) -> None:
+    """Merge the inverted lists of the shard files (memory-mapped) into ``out`` (`OnDiskInvertedLists`) and
+    attach them to the empty ``trained`` index (as `faiss.contrib.ondisk.merge_ondisk`, but the shards'
+    mappings are released afterwards, so their deleted temporary files free their disk space at once)."""
+    faiss = _faiss()
+    shards, lists = [], []
+    for f in shard_files:
+        idx = faiss.read_index(f, faiss.IO_FLAG_MMAP)
+        shards.append(idx)
+        lists.append(faiss.extract_index_ivf(idx).invlists)
+    ivf = faiss.extract_index_ivf(trained)
+    if ivf.ntotal != 0:
+        raise ValueError("the trained index must be empty")
+    invlists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(out))
+    vec = faiss.InvertedListsPtrVector()
+    for il in lists:
+        vec.push_back(il)
+    ntotal = invlists.merge_from_multiple(vec.data(), vec.size(), False)
+    trained.ntotal = ivf.ntotal = ntotal
+    ivf.replace_invlists(invlists, True)
+    invlists.this.disown()
+    del vec, lists, shards  # the shard indexes own their mapped lists: freed (unmapped) here
 
 
 def exact_topk_streamed(batches: Batches, q: np.ndarray, k: int, *, transform: VectorTransform,
