@@ -140,7 +140,7 @@ def test_tiny_model_overfits_a_small_labelled_set(tmp_path, home):
     card = fit([], arch="dieleman", name="tones", labels=str(labels), input_s=1.0, epochs=8, patience=8,
                batch_size=8, lr=3e-3, valid_fraction=0.25, windows_per_epoch=32, log=lambda m: None)
     hist = card["training"]["history"]
-    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert min(h["loss"] for h in hist) < 0.25  # guessing between two classes costs 0.69
     assert card["training"]["metrics"]["accuracy"] == 1.0
     assert card["labels"] == ["high", "low"]
 
