@@ -13,14 +13,9 @@ _HEADER = "# Benchmarks\n\nEach section is written by the script named in it; re
 
 def machine_line() -> str:
     """One line describing the machine: CPU model, cores, RAM, Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from embedkit.precision import cpu_model
+
+    cpu = cpu_model()
     try:
         mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
         mem = f"{mem_kb / 2**20:.0f} GiB RAM"

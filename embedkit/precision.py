@@ -53,6 +53,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` or the machine type where absent)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
 def has_gpu() -> bool:
     """True when TensorFlow sees a GPU (imports TensorFlow)."""
     from ._tf import import_tensorflow
@@ -81,14 +93,7 @@ def _cache_path() -> Path:
 def _machine_key(model: str) -> str:
     from ._tf import import_tensorflow
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     tf = import_tensorflow()
     gpu = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     return f"{model}|{cpu}|{os.cpu_count()}|{gpu}|tf{tf.__version__}"
