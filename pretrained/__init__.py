@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import EmbedkitError, WeightsMissingError
+from embedkit.sidecar import sha256_file  # one file checksum (re-exported: convert.py, quantized.py use it)
 
 MODEL_NAMES = ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn")
 DEFAULT_MODEL = "msd_vgg"
@@ -76,14 +77,6 @@ def card(name: str) -> dict[str, Any]:
     out["installed"] = inst is not None
     out["path"] = str(model_dir(name)) if inst else None
     return out
-
-
-def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(card: dict[str, Any]) -> str:
