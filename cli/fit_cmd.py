@@ -92,10 +92,7 @@ def show_trained(card: dict) -> None:
                f"{tr['epochs']} epochs (best {tr['best_epoch']}), {tr['tracks_train']} / {tr['tracks_valid']} tracks "
                f"train / valid, data {tr['data_fingerprint'][:16]}")
     click.echo("  metrics:      " + ", ".join(f"{k} {v:.4f}" for k, v in tr["metrics"].items() if isinstance(v, float)))
-    start = 0
-    click.echo("  features:     (per patch, concatenated in this order)")
-    for b in card["feature_blocks"]:
-        click.echo(f"    [{start:>4}:{start + b['size']:<4}] {b['name']:<12} {b['source']}")
-        start += b["size"]
-    click.echo(f"  labels ({len(card['labels'])}): {', '.join(card['labels'])}")
+    from .models_cmd import echo_features_and_labels  # lazy: models_cmd imports this module
+
+    echo_features_and_labels(card)
     click.echo(f"  weights sha256: {card['weights_sha256']}")

@@ -78,14 +78,19 @@ def show(name: str, as_json: bool) -> None:
     pre = card["preprocessing"]
     click.echo(f"  input:        {pre['sample_rate']} Hz mono, log-mel {pre['n_mels']} bands, n_fft {pre['n_fft']}, hop "
                f"{pre['hop_length']}, patches of {pre['patch_frames']} frames ({card['input']['patch_seconds']} s)")
+    echo_features_and_labels(card)
+    if card["installed"]:
+        click.echo(f"  weights sha256: {card['weights_sha256']}")
+
+
+def echo_features_and_labels(card: dict) -> None:
+    """The ``features`` (feature blocks, per patch, in order) and ``labels`` lines of `embedkit models show`."""
     start = 0
     click.echo("  features:     (per patch, concatenated in this order)")
     for b in card["feature_blocks"]:
         click.echo(f"    [{start:>4}:{start + b['size']:<4}] {b['name']:<12} {b['source']}")
         start += b["size"]
     click.echo(f"  labels ({len(card['labels'])}): {', '.join(card['labels'])}")
-    if card["installed"]:
-        click.echo(f"  weights sha256: {card['weights_sha256']}")
 
 
 @models.command("fetch")
