@@ -64,6 +64,13 @@ def cv_folds(task: str, y: Any, *, groups: np.ndarray | None = None, folds: int 
         if strict:
             raise FoldError(msg)
 
+    def group_k(k: int) -> int | None:
+        """Fold count of a group-aware split (`group_fold_count`); None when the groups allow none (not strict)."""
+        if not strict and len(np.unique(groups)) < 2:
+            return None
+        k = group_fold_count(groups, k)
+        return None if k < 2 else k
+
     if folds < 2:
         too_few(f"need at least 2 folds, given folds={folds}")
         return None
@@ -90,13 +97,11 @@ def cv_folds(task: str, y: Any, *, groups: np.ndarray | None = None, folds: int 
             if k < 2:
                 return None
         if groups is not None:
-            if not strict and len(np.unique(groups)) < 2:
+            gk = group_k(k)
+            if gk is None:
                 return None
-            k = group_fold_count(groups, k)
-            if k < 2:
-                return None
-            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            return Folds(list(cv.split(np.zeros(n), yy, groups)), f"stratified group {k}-fold", notes)
+            cv = StratifiedGroupKFold(n_splits=gk, shuffle=True, random_state=seed)
+            return Folds(list(cv.split(np.zeros(n), yy, groups)), f"stratified group {gk}-fold", notes)
         cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         return Folds(list(cv.split(np.zeros(n), yy)), f"stratified {k}-fold", notes)
     if n < 4:
@@ -104,12 +109,10 @@ def cv_folds(task: str, y: Any, *, groups: np.ndarray | None = None, folds: int 
         return None
     k = min(folds, n // 2)
     if groups is not None:
-        if not strict and len(np.unique(groups)) < 2:
+        gk = group_k(k)
+        if gk is None:
             return None
-        k = group_fold_count(groups, k)
-        if k < 2:
-            return None
-        cv = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return Folds(list(cv.split(np.zeros(n), None, groups)), f"group {k}-fold", notes)
+        cv = GroupKFold(n_splits=gk, shuffle=True, random_state=seed)
+        return Folds(list(cv.split(np.zeros(n), None, groups)), f"group {gk}-fold", notes)
     cv = KFold(n_splits=k, shuffle=True, random_state=seed)
     return Folds(list(cv.split(np.zeros(n))), f"{k}-fold", notes)
