@@ -26,7 +26,6 @@ Inference is plain numpy from the saved arrays; `AttentionHead.save` writes ``HE
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from .base import HeadError, NotFittedError
+from .base import HeadError, HeadEstimator, NotFittedError
 from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, read_head, write_head
 from .card import library_versions as _library_versions
 from .head import _inner_splits
@@ -197,7 +196,7 @@ def _fit_config(bags, Y, w, task, *, cols, mean, scale, pos, hidden, l2, l2_att,
 # ---- the estimator -----------------------------------------------------------------------------------
 
 
-class AttentionHead:
+class AttentionHead(HeadEstimator):
     """Attention-pooling head over per-patch vectors (scikit-learn style; fitted attributes end in ``_``).
 
     Parameters
@@ -252,19 +251,7 @@ class AttentionHead:
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    # -- plumbing (the same as Head's, so nested_cv and the CLI treat both alike)
-    def get_params(self, deep: bool = True) -> dict:
-        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {k: getattr(self, k) for k in keys}
-
-    def set_params(self, **params: Any) -> AttentionHead:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def clone(self) -> AttentionHead:
-        return type(self)(**self.get_params())
-
+    # -- plumbing (get_params / set_params / clone / output_names: `HeadEstimator`, shared with Head)
     @property
     def resolved_kind(self) -> str:
         return KIND
@@ -461,13 +448,6 @@ class AttentionHead:
             v = out * self.y_scale_ + self.y_mean_
             return v[:, 0] if self.y_1d_ else v
         return (_link_out(self.task, out) >= threshold).astype(np.int64)
-
-    @property
-    def output_names(self) -> list[str]:
-        self._check_fitted()
-        if self.task == "classification":
-            return [str(c) for c in self.classes_]
-        return list(self.labels_ if self.task == "multilabel" else self.targets_)
 
     # -- persistence
     def card(self) -> dict:

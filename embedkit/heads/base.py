@@ -1,5 +1,8 @@
-"""What every head module shares: tasks, per-task defaults, and the head errors."""
+"""What every head module shares: tasks, per-task defaults, the head errors and the estimator plumbing."""
 from __future__ import annotations
+
+import inspect
+from typing import Any, Self
 
 from ..errors import EmbedkitError
 
@@ -14,3 +17,34 @@ class HeadError(EmbedkitError):
 
 class NotFittedError(HeadError, AttributeError):
     """The head has not been fitted yet: call ``fit`` or ``Head.load`` first."""
+
+
+class HeadEstimator:
+    """scikit-learn plumbing shared by `Head` and `AttentionHead` (so nested_cv and the CLI treat both alike):
+    parameters are the constructor's arguments; ``output_names`` from the fitted ``classes_`` /
+    ``labels_`` / ``targets_``. Subclasses define ``task`` and ``_check_fitted``."""
+
+    task: str
+
+    def _check_fitted(self) -> None:  # pragma: no cover - every head overrides it
+        raise NotImplementedError
+
+    def get_params(self, deep: bool = True) -> dict:
+        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {k: getattr(self, k) for k in keys}
+
+    def set_params(self, **params: Any) -> Self:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def clone(self) -> Self:
+        return type(self)(**self.get_params())
+
+    @property
+    def output_names(self) -> list[str]:
+        """Class, tag or target names in output column order."""
+        self._check_fitted()
+        if self.task == "classification":
+            return [str(c) for c in self.classes_]  # type: ignore[attr-defined]
+        return list(self.labels_ if self.task == "multilabel" else self.targets_)  # type: ignore[attr-defined]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..errors import ModelMismatchError
 from ..folds import cv_folds
 from ..spec import SpecError, VectorSpec
 from . import registry
-from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, NotFittedError
+from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, HeadEstimator, NotFittedError
 from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, library_versions, read_head, write_head
 from .layout import InputLayout, parse_layers_grid
 from .models import MODEL_TYPES, KernelSVC, _kernel, _predict_index, _scores_of, _sigmoid, _softmax
@@ -66,7 +65,7 @@ def _inner_splits(task: str, y: np.ndarray, groups: np.ndarray | None, n_folds: 
     return None if f is None else f.splits
 
 
-class Head:
+class Head(HeadEstimator):
     """Standardisation + feature-block selection + classifier/regressor, hyper-parameters chosen by
     an inner CV inside ``fit`` (scikit-learn API: parameters in ``__init__``, fitted attributes end
     in ``_``).
@@ -130,19 +129,7 @@ class Head:
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    # -- sklearn-ish plumbing
-    def get_params(self, deep: bool = True) -> dict:
-        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {k: getattr(self, k) for k in keys}
-
-    def set_params(self, **params: Any) -> Head:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def clone(self) -> Head:
-        return Head(**self.get_params())
-
+    # -- sklearn-ish plumbing (get_params / set_params / clone: `HeadEstimator`)
     def __repr__(self) -> str:
         return f"Head(task={self.task!r}, kind={self.kind_ if hasattr(self, 'kind_') else self.kind!r})"
 
@@ -385,14 +372,6 @@ class Head:
     def predict_index(self, X: np.ndarray) -> np.ndarray:
         """Class indices into ``classes_`` (classification only)."""
         return _predict_index(self.model_, self.transform(X))
-
-    @property
-    def output_names(self) -> list[str]:
-        """Class, tag or target names in output column order."""
-        self._check_fitted()
-        if self.task == "classification":
-            return [str(c) for c in self.classes_]
-        return list(self.labels_ if self.task == "multilabel" else self.targets_)
 
     # -- persistence
     def card(self) -> dict:
