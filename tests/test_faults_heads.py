@@ -3,7 +3,6 @@ verified checksums, tampered heads with consistent checksums, NaN weights, umask
 a head made with the Python API carries the store's spec and refuses vectors of another model."""
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -12,39 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirun import run
+from _heads_data import planted_store
+from clirun import one_line_error, run
 from embedkit.heads import Head, HeadError
 from embedkit.heads.card import array_sha
 from embedkit.spec import SpecMismatchError
-from embedkit.store import Store, write_arrays
-
-LAYOUT = [(f"pool{i}", 8) for i in range(1, 6)]
-
-
-def planted_store(tmp_path: Path, name: str = "st", fingerprint: str = "test", n: int = 45, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    y = np.array(["jazz", "metal", "pop"])[np.arange(n) % 3]
-    centres = np.zeros((3, 40))
-    centres[:, 16:24] = 2.0 * rng.normal(size=(3, 8))
-    X = (rng.normal(size=(n, 40)) + centres[np.arange(n) % 3]).astype(np.float32)
-    paths = [str(tmp_path / "music" / f"t{i:03d}.wav") for i in range(n)]
-    write_arrays(tmp_path / name, paths, X, layout=LAYOUT, fingerprint=fingerprint).close()
-    labels = tmp_path / f"{name}-labels.csv"
-    with open(labels, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label"])
-        w.writerows(zip(paths, y))
-    return tmp_path / name, labels, X, y
-
-
-def one_line_error(code: int, err: str) -> str:
-    """The error is one line (the last; progress lines may come before it), exit code 1, no traceback."""
-    assert code == 1, err
-    lines = err.splitlines()
-    assert lines and lines[-1].startswith("embedkit: error: ") and "Traceback" not in err, err
-    assert sum(line.startswith("embedkit: error") for line in lines) == 1, err
-    return lines[-1]
-
+from embedkit.store import Store
 
 def train(capsys, store, labels, out, *extra):
     return run(capsys, "train", str(store), str(labels), "-o", str(out), "--head", "logreg", "-j", "1", *extra)

@@ -12,27 +12,14 @@ import pytest
 from embedkit.store import write_arrays
 from synth import tone
 from clirun import run
-
-LAYOUT = [(f"pool{i}", 8) for i in range(1, 6)]
-
-
+from _heads_data import LAYOUT
+from _heads_data import planted_store as _planted_store
 
 
 def planted_store(tmp_path: Path, name: str = "st", fingerprint: str = "test", n: int = 90, seed: int = 0):
-    """A store of ``n`` random 40-dim vectors with 3 classes that differ in block pool3, plus labels.csv."""
-    rng = np.random.default_rng(seed)
-    y = np.array(["jazz", "metal", "pop"])[np.arange(n) % 3]
-    centres = np.zeros((3, 40))
-    centres[:, 16:24] = 2.0 * rng.normal(size=(3, 8))
-    X = (rng.normal(size=(n, 40)) + centres[np.arange(n) % 3]).astype(np.float32)
-    paths = [str(tmp_path / "music" / f"t{i:03d}.wav") for i in range(n)]
-    write_arrays(tmp_path / name, paths, X, layout=LAYOUT, fingerprint=fingerprint).close()
-    labels = tmp_path / "labels.csv"
-    with open(labels, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label"])
-        w.writerows(zip(paths, y))
-    return tmp_path / name, labels, y
+    """`_heads_data.planted_store` with 90 items and labels in ``labels.csv`` → (store, labels.csv, y)."""
+    store, labels, _, y = _planted_store(tmp_path, name, fingerprint, n, seed, labels_name="labels.csv")
+    return store, labels, y
 
 
 def test_evaluate_json_markdown_and_plots(tmp_path, capsys):
