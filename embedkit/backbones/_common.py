@@ -45,6 +45,15 @@ def conv2d_block(x, filters: int, pool: tuple[int, int] | None, *, name: str):
     return x
 
 
+def conv2d_blocks(x, channels, pools, out: dict):
+    """One `conv2d_block` per (channels, pool), named ``block1``, ``block2``, ...; each block's output is also
+    stored in ``out`` under its name (the taps). Returns the last block's output."""
+    for k, (c, pool) in enumerate(zip(channels, pools), start=1):
+        x = conv2d_block(x, int(c), pool, name=f"block{k}")
+        out[f"block{k}"] = x
+    return x
+
+
 def conv1d_block(x, filters: int, *, kernel: int = 3, stride: int = 1, pool: int = 1, name: str):
     """1-D conv 'same' → BN → ReLU → max-pool (sample-level CNN block, Lee et al. 2017)."""
     x = layers.Conv1D(filters, kernel, strides=stride, padding="same", name=f"{name}_conv")(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ._common import conv2d_block, logmel_input, squeeze_freq
+from ._common import conv2d_blocks, logmel_input, squeeze_freq
 
 CHANNELS = (64, 128, 128, 128)
 POOLS = ((2, 2), (3, 3), (4, 4), (4, 4))
@@ -20,10 +20,8 @@ POOLS = ((2, 2), (3, 3), (4, 4), (4, 4))
 def build_crnn(*, n_classes: int = 50, channels: tuple[int, ...] = CHANNELS, gru_units: int = 32,
                input_len: int | None = None, dropout: float = 0.5) -> keras.Model:
     inp, x = logmel_input(input_len)
-    out = {}
-    for k, (c, pool) in enumerate(zip(channels, POOLS), start=1):
-        x = conv2d_block(x, int(c), pool, name=f"block{k}")
-        out[f"block{k}"] = x
+    out: dict = {}
+    x = conv2d_blocks(x, channels, POOLS, out)
     seq = squeeze_freq(x, name="squeeze")
     seq = layers.GRU(gru_units, return_sequences=True, name="gru1")(seq)
     seq = layers.GRU(gru_units, return_sequences=True, name="gru2")(seq)

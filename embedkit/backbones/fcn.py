@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ._common import conv2d_block, global_max_time, logmel_input
+from ._common import conv2d_blocks, global_max_time, logmel_input
 
 CHANNELS = (64, 128, 128, 128, 64)
 POOLS = ((4, 2), (4, 2), (4, 2), (5, 3), (4, 4))
@@ -20,10 +20,8 @@ POOLS = ((4, 2), (4, 2), (4, 2), (5, 3), (4, 4))
 def build_fcn(*, n_classes: int = 50, channels: tuple[int, ...] = CHANNELS, input_len: int | None = None,
               dropout: float = 0.5) -> keras.Model:
     inp, x = logmel_input(input_len)
-    out = {}
-    for k, (c, pool) in enumerate(zip(channels, POOLS), start=1):
-        x = conv2d_block(x, int(c), pool, name=f"block{k}")
-        out[f"block{k}"] = x
+    out: dict = {}
+    x = conv2d_blocks(x, channels, POOLS, out)
     x = global_max_time(x, name="tmax")
     x = layers.Dropout(dropout, name="dropout")(x)
     out["logits"] = layers.Dense(n_classes, name="logits")(x)
