@@ -222,7 +222,49 @@ def sha256_bytes(b: bytes | memoryview) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+# ---- a card's digest of its own content -----------------------------------------------------------
+
+#: the key under which a card (head card, index card) holds the sha256 of its own canonical content
+SELF_DIGEST_KEY = "card_sha256"
+
+
+def _canonical(doc: dict) -> bytes:
+    """The content of ``doc`` without its self-digest: compact JSON, sorted keys, ASCII (stable bytes)."""
+    body = {k: v for k, v in doc.items() if k != SELF_DIGEST_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=json_default,
+                      allow_nan=False).encode("ascii")
+
+
+def seal(doc: dict) -> dict:
+    """``doc`` as it reads back from JSON, plus ``SELF_DIGEST_KEY``: the sha256 of its canonical content.
+
+    Write the returned dict (any indentation or key order): `seal_problem` checks it after reading.
+    """
+    plain = json.loads(json.dumps({k: v for k, v in doc.items() if k != SELF_DIGEST_KEY}, default=json_default,
+                                  allow_nan=False))
+    plain[SELF_DIGEST_KEY] = hashlib.sha256(_canonical(plain)).hexdigest()
+    return plain
+
+
+def seal_problem(doc: dict) -> str | None:
+    """None when ``doc``'s self-digest matches its content, or when it has none (a card written before
+    self-digests: accepted as legacy); else what is wrong, in a few words (the caller names the file)."""
+    want = doc.get(SELF_DIGEST_KEY)
+    if want is None:
+        near = [k for k in doc if isinstance(k, str) and k != SELF_DIGEST_KEY and len(k) == len(SELF_DIGEST_KEY)
+                and sum(a != b for a, b in zip(k, SELF_DIGEST_KEY)) <= 3]
+        return f"its {SELF_DIGEST_KEY} key is damaged ({near[0]!r})" if near else None
+    try:
+        got = hashlib.sha256(_canonical(doc)).hexdigest()
+    except (TypeError, ValueError):
+        return "it holds values JSON cannot hold"
+    if not isinstance(want, str) or want != got:
+        return "its content does not match its own checksum (damaged or edited)"
+    return None
+
+
 __all__ = [
     "SidecarError", "atomic_write", "check_doc", "dumps", "fsync_dir", "json_default", "kind_of", "os_error_text",
-    "read_json", "sha256_array", "sha256_bytes", "sha256_file", "version_of", "write_json", "write_text",
+    "SELF_DIGEST_KEY", "read_json", "seal", "seal_problem", "sha256_array", "sha256_bytes", "sha256_file", "version_of",
+    "write_json", "write_text",
 ]

@@ -15,6 +15,7 @@ from _heads_data import planted_store
 from clirun import one_line_error, run
 from embedkit.heads import Head, HeadError
 from embedkit.heads.card import array_sha
+from embedkit.sidecar import seal
 from embedkit.spec import SpecMismatchError
 from embedkit.store import Store
 
@@ -42,7 +43,7 @@ def tampered(src: Path, dst: Path, edit) -> Path:
     dst.mkdir()
     np.savez(dst / "weights.npz", **arrays)
     card["arrays"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype), "sha256": array_sha(v)} for k, v in arrays.items()}
-    (dst / "card.json").write_text(json.dumps(card))
+    (dst / "card.json").write_text(json.dumps(seal(card)))  # the card's self-digest made consistent too
     return dst
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelMismatchError
-from ..sidecar import fsync_dir, os_error_text
+from ..sidecar import SELF_DIGEST_KEY, fsync_dir, os_error_text, seal, seal_problem
 from ..sidecar import json_default as _json_default
 from .base import HeadError
 
@@ -70,7 +70,9 @@ def write_head(path: str | os.PathLike, card: dict, arrays: dict[str, np.ndarray
     """
     out = check_output(path, overwrite=overwrite)
     card["arrays"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype), "sha256": array_sha(v)} for k, v in arrays.items()}
-    text = dumps(card)
+    sealed = seal(_finite(card))  # the card's own numbers checksummed too (card_sha256)
+    card[SELF_DIGEST_KEY] = sealed[SELF_DIGEST_KEY]
+    text = dumps(sealed)
     tmp: Path | None = None
     old: Path | None = None
     current = out
@@ -154,9 +156,11 @@ def read_card(path: str | os.PathLike) -> dict:
     try:
         card = json.loads(cpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HeadError(f"{cpath}: unreadable card ({exc})") from None
-    if card.get("format") != HEAD_FORMAT:
-        raise HeadError(f"{cpath}: not an embedkit head card (format={card.get('format')!r})")
+        raise HeadError(f"{cpath}: unreadable card ({exc}); retrain it with 'embedkit train'") from None
+    if not isinstance(card, dict) or card.get("format") != HEAD_FORMAT:
+        raise HeadError(f"{cpath}: not an embedkit head card (format={card.get('format') if isinstance(card, dict) else None!r})")
+    if (problem := seal_problem(card)) is not None:
+        raise HeadError(f"{cpath}: damaged head card ({problem}); retrain it with 'embedkit train'")
     if int(card.get("format_version", 0)) > HEAD_FORMAT_VERSION:
         raise HeadError(f"{p}: head format {card.get('format_version')} is newer than this embedkit reads ({HEAD_FORMAT_VERSION}); upgrade embedkit")
     return card

@@ -571,4 +571,8 @@ def read_card(store: Any, name: str = "default") -> dict:
                               "rebuild with 'embedkit index build --rebuild'") from None
     if not isinstance(card, dict):
         raise IndexStateError(f"{p}: not an index card; rebuild with 'embedkit index build --rebuild'")
+    from ..sidecar import seal_problem
+
+    if (problem := seal_problem(card)) is not None:
+        raise IndexStateError(f"{p}: damaged index card ({problem}); rebuild with 'embedkit index build --rebuild'")
     return card

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmbedkitError
-from ..sidecar import dumps, fsync_dir, os_error_text, sha256_file
+from ..sidecar import dumps, fsync_dir, os_error_text, seal, seal_problem, sha256_file
 from .base import CARD_FORMAT, IndexMismatchError, IndexMissingError, IndexStateError
 from .plan import (
     EF_GRID,
@@ -521,7 +521,8 @@ class VectorIndex:
             if self.kind == "ivfpq_disk":  # inverted lists written beside it by index.ondisk (never changed in place)
                 card["files"][f"{name}.ivfdata"] = sha256_file(d / f"{name}.ivfdata")
             current = finals["json"]
-            text = dumps(_finite(card))
+            card = seal(_finite(card))  # the card's own fields checksummed too (card_sha256)
+            text = dumps(card)
             with open(tmps["json"], "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
@@ -558,6 +559,8 @@ class VectorIndex:
             raise IndexStateError(f"{card_path}: unreadable index card ({' '.join(str(exc).split())[:100]}); {rebuild}") from None
         if not isinstance(card, dict):
             raise IndexStateError(f"{card_path}: not an index card; {rebuild}")
+        if (problem := seal_problem(card)) is not None:
+            raise IndexStateError(f"{card_path}: damaged index card ({problem}); {rebuild}")
         try:
             fmt = int(card.get("format", 0))
         except (TypeError, ValueError):
@@ -609,11 +612,14 @@ class VectorIndex:
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexStateError(f"{card_path}: malformed index card ({type(exc).__name__}: {exc}); {rebuild}") from None
         index, device = _to_device(index, plan.kind, use_gpu)
-        vi = cls(index, plan, transform, ids, search_params=card.get("search_params"), device=device,
-                 card=card, rows=arrays.get("rows"))
-        rec = card.get("recall")
-        if rec:
-            vi.recall_ = RecallReport(**{**rec, "tried": []})
+        try:
+            vi = cls(index, plan, transform, ids, search_params=card.get("search_params"), device=device,
+                     card=card, rows=arrays.get("rows"))
+            rec = card.get("recall")
+            if rec:
+                vi.recall_ = RecallReport(**{**rec, "tried": []})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexStateError(f"{card_path}: malformed index card ({type(exc).__name__}: {exc}); {rebuild}") from None
         return vi
 
 
