@@ -8,6 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from _index_truth import exact_neighbours as exact_top
+from _index_truth import recall
 from embedkit.index import (
     IndexStaleError,
     IndexStateError,
@@ -29,16 +31,6 @@ def clustered(n: int, d: int, seed: int, centers: int = 40, noise: float = 0.6) 
     rng = np.random.default_rng(seed)
     c = np.random.default_rng(12345).standard_normal((centers, d))  # same centres for every batch
     return (c[rng.integers(0, centers, n)] + noise * rng.standard_normal((n, d))).astype(np.float32)
-
-
-def exact_top(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    return np.argsort(-(qn @ xn.T), axis=1, kind="stable")[:, :k]
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)]))
 
 
 def test_planner_moves_lists_to_disk_only_when_good_codes_do_not_fit_in_memory():
