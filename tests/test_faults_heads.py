@@ -19,6 +19,7 @@ from embedkit.sidecar import seal
 from embedkit.spec import SpecMismatchError
 from embedkit.store import Store
 
+
 def train(capsys, store, labels, out, *extra):
     return run(capsys, "train", str(store), str(labels), "-o", str(out), "--head", "logreg", "-j", "1", *extra)
 
