@@ -25,7 +25,6 @@ Inference is plain numpy from the saved arrays; `AttentionHead.save` writes ``HE
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,10 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
 from .base import HeadError, HeadEstimator, NotFittedError
-from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, read_head, write_head
-from .card import library_versions as _library_versions
+from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, read_head
 from .head import _inner_splits
 from .layout import InputLayout
 from .registry import HeadKind, register
@@ -494,13 +491,7 @@ class AttentionHead(HeadEstimator):
         self._check_fitted()
         arrays = self._arrays()
         card = self.card()
-        card.update(info or {})
-        card["embedkit_version"] = __version__
-        card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        card["library_versions"] = _library_versions()
-        out = write_head(path, card, arrays, overwrite=overwrite)
-        self.card_ = card
-        return out
+        return self._write(path, card, arrays, info=info, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AttentionHead:

@@ -1,8 +1,13 @@
 """What every head module shares: tasks, per-task defaults, the head errors and the estimator plumbing."""
 from __future__ import annotations
 
+import datetime as _dt
 import inspect
+import os
+from pathlib import Path
 from typing import Any, Self
+
+import numpy as np
 
 from ..errors import EmbedkitError
 
@@ -40,6 +45,21 @@ class HeadEstimator:
 
     def clone(self) -> Self:
         return type(self)(**self.get_params())
+
+    def _write(self, path: str | os.PathLike, card: dict, arrays: dict[str, np.ndarray], *, info: dict | None,
+               overwrite: bool) -> Path:
+        """Add ``info`` and the provenance (embedkit version, UTC time, library versions) to ``card``, write it
+        with ``arrays`` (`embedkit.heads.card.write_head`, atomic) and keep it as ``card_``; the head folder."""
+        from .._version import __version__
+        from .card import library_versions, write_head  # lazy: card imports this module
+
+        card.update(info or {})
+        card["embedkit_version"] = __version__
+        card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        card["library_versions"] = library_versions()
+        out = write_head(path, card, arrays, overwrite=overwrite)
+        self.card_ = card
+        return out
 
     @property
     def output_names(self) -> list[str]:

@@ -13,7 +13,6 @@ fold. A fitted head keeps only plain arrays and runs numpy inference (`embedkit.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
 from ..errors import ModelMismatchError
 from ..folds import cv_folds
 from ..spec import SpecError, VectorSpec
 from . import registry
 from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, HeadEstimator, NotFittedError
-from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, library_versions, read_head, write_head
+from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, read_head
 from .layout import InputLayout, parse_layers_grid
 from .models import MODEL_TYPES, KernelSVC, _kernel, _predict_index, _scores_of, _sigmoid, _softmax
 from .selection import (
@@ -416,13 +414,7 @@ class Head(HeadEstimator):
         spec = getattr(self, "spec_", None)
         if spec is not None:
             card.update(spec.card_fields())
-        card.update(info or {})
-        card["embedkit_version"] = __version__
-        card["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        card["library_versions"] = library_versions()
-        out = write_head(path, card, arrays, overwrite=overwrite)
-        self.card_ = card
-        return out
+        return self._write(path, card, arrays, info=info, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Head:
