@@ -129,7 +129,9 @@ class Conn:
         self._c = conn
         self.db = db
 
-    def _err(self, exc: sqlite3.Error) -> StoreError:
+    def _err(self, exc: sqlite3.Error | UnicodeDecodeError) -> StoreError:
+        if isinstance(exc, UnicodeDecodeError):  # SQLite's own message about a damaged page held invalid UTF-8
+            return StoreCorruptError(damaged_db_message(self.db, Exception(f"text that is not UTF-8: {exc.reason}")))
         text = " ".join(str(exc).split())
         low = text.lower()
         if "full" in low:
@@ -146,25 +148,25 @@ class Conn:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self._c.execute(sql, params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._err(exc) from None
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list:
         try:
             return self._c.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._err(exc) from None
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
             return self._c.execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._err(exc) from None
 
     def executescript(self, sql: str) -> None:
         try:
             self._c.executescript(sql)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._err(exc) from None
 
     @property
@@ -216,7 +218,7 @@ def connect(db: Path, *, readonly: bool) -> Conn:
             conn.execute("PRAGMA synchronous=FULL")
         c = Conn(conn, db)
         names = {r[0] for r in c.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise Conn(None, db)._err(exc) from None  # type: ignore[arg-type]
     if not {"items", "meta"} <= names:
         c.close()
