@@ -466,14 +466,9 @@ class AttentionHead(HeadEstimator):
             "selection": self.selection_,
             "has_proba": self.has_proba,
         }
-        if self.task == "classification":
-            card["classes"] = self.output_names
-        elif self.task == "multilabel":
-            card["labels"] = self.output_names
+        card.update(self._output_fields())
+        if self.task == "multilabel":
             card["soft_targets"] = bool(getattr(self, "soft_targets_", False))
-        else:
-            card["targets"] = self.output_names
-            card["y_1d"] = bool(self.y_1d_)
         return card
 
     def _arrays(self) -> dict[str, np.ndarray]:

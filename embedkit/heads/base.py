@@ -46,6 +46,14 @@ class HeadEstimator:
     def clone(self) -> Self:
         return type(self)(**self.get_params())
 
+    def _output_fields(self) -> dict:
+        """The card's output names by task: ``classes``, ``labels``, or ``targets`` + ``y_1d``."""
+        if self.task == "classification":
+            return {"classes": self.output_names}
+        if self.task == "multilabel":
+            return {"labels": self.output_names}
+        return {"targets": self.output_names, "y_1d": bool(self.y_1d_)}  # type: ignore[attr-defined]
+
     def _write(self, path: str | os.PathLike, card: dict, arrays: dict[str, np.ndarray], *, info: dict | None,
                overwrite: bool) -> Path:
         """Add ``info`` and the provenance (embedkit version, UTC time, library versions) to ``card``, write it

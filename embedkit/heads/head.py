@@ -391,13 +391,7 @@ class Head(HeadEstimator):
             "selection": self.selection_,
             "has_proba": self.has_proba,
         }
-        if self.task == "classification":
-            card["classes"] = self.output_names
-        elif self.task == "multilabel":
-            card["labels"] = self.output_names
-        else:
-            card["targets"] = self.output_names
-            card["y_1d"] = bool(self.y_1d_)
+        card.update(self._output_fields())
         return card
 
     def save(self, path: str | os.PathLike, *, info: dict | None = None, overwrite: bool = False) -> Path:
