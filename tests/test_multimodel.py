@@ -40,20 +40,43 @@ def test_split_names():
         composite.split("msd_vgg+")
 
 
-def test_two_model_vector_is_the_concatenation_bit_for_bit(pair, embedder, real_files):
+def _concatenation_check(both, first, second, *, exact: bool) -> None:
+    """Patch vectors, patch tags and the mean+std track vector of ``both`` are the two models' outputs, joined."""
+    same = np.array_equal if exact else (lambda a, b: np.allclose(a, b, rtol=0, atol=1e-5))
+    for b, v, m in zip(both, first, second):
+        assert b.ok and v.ok and m.ok
+        assert same(b.patch_vectors, np.concatenate([v.patch_vectors, m.patch_vectors], axis=1))
+        assert same(b.patch_tags, np.concatenate([v.patch_tags, m.patch_tags], axis=1))
+        d1, d2 = v.patch_vectors.shape[1], m.patch_vectors.shape[1]
+        # mean+std: all means (first, second), then all stds (first, second)
+        assert same(b.vector, np.concatenate([v.vector[:d1], m.vector[:d2], v.vector[d1:], m.vector[d2:]]))
+        # the first model's columns never depend on the second model: bit for bit in every case
+        assert np.array_equal(b.patch_vectors[:, :d1], v.patch_vectors)
+
+
+def test_two_model_vector_is_the_concatenation_bit_for_bit(embedder, real_files):
+    """Two deterministic networks (msd_vgg + mtt_vgg): the joint vector is the concatenation, bit for bit."""
+    from embedkit import Embedder
+
+    if not pretrained.is_installed("mtt_vgg"):
+        pytest.fail("mtt_vgg weights are not installed; run `embedkit models fetch --all`")
+    joint = Embedder.from_pretrained("msd_vgg+mtt_vgg")
+    other = Embedder.from_pretrained("mtt_vgg")
+    kw = dict(aggregate="mean+std", return_patches=True)
+    _concatenation_check(list(joint.embed_files(real_files, **kw)), list(embedder.embed_files(real_files, **kw)),
+                         list(other.embed_files(real_files, **kw)), exact=True)
+    assert joint.fingerprint not in (embedder.fingerprint, other.fingerprint)
+
+
+def test_vgg_plus_musicnn_is_the_concatenation(pair, embedder, real_files):
+    """msd_vgg + msd_musicnn: exact for the VGG columns; musicnn itself is not bit-reproducible from run to run
+    under oneDNN (measured: up to 7e-7 between two runs of the same file), so its columns are compared at 1e-5."""
     from embedkit import Embedder
 
     musicnn = Embedder.from_pretrained("msd_musicnn")
-    both = list(pair.embed_files(real_files, aggregate="mean+std", return_patches=True))
-    vgg = list(embedder.embed_files(real_files, aggregate="mean+std", return_patches=True))
-    mus = list(musicnn.embed_files(real_files, aggregate="mean+std", return_patches=True))
-    for b, v, m in zip(both, vgg, mus):
-        assert b.ok and v.ok and m.ok
-        assert np.array_equal(b.patch_vectors, np.concatenate([v.patch_vectors, m.patch_vectors], axis=1))
-        assert np.array_equal(b.patch_tags, np.concatenate([v.patch_tags, m.patch_tags], axis=1))
-        d1, d2 = v.patch_vectors.shape[1], m.patch_vectors.shape[1]
-        # mean+std: all means (vgg, musicnn), then all stds (vgg, musicnn)
-        assert np.array_equal(b.vector, np.concatenate([v.vector[:d1], m.vector[:d2], v.vector[d1:], m.vector[d2:]]))
+    kw = dict(aggregate="mean+std", return_patches=True)
+    _concatenation_check(list(pair.embed_files(real_files, **kw)), list(embedder.embed_files(real_files, **kw)),
+                         list(musicnn.embed_files(real_files, **kw)), exact=False)
     assert pair.fingerprint not in (embedder.fingerprint, musicnn.fingerprint)
 
 
