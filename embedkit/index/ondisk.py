@@ -293,20 +293,8 @@ def tune_ondisk(vi: VectorIndex, batches: Batches, n: int, *, exact: Callable[[n
             met_at = met_at if met_at is not None else params["nprobe"]
         if met_at is not None and params["nprobe"] > 2 * met_at:
             break
-    ok = [t for t in tried if t["recall"] >= target_recall]
-    if ok:
-        pick = min(ok, key=lambda t: t["batch_ms_per_query"])
-        best = ({"nprobe": pick["nprobe"], "k_factor": pick["k_factor"]}, pick["recall"])
-    params, rec = best
-    vi.search_params = dict(params)
-    from .vector_index import _set_search_params
-
-    _set_search_params(vi.index_, vi.kind, vi.search_params)
-    vi.recall_ = RecallReport(k_eff, target_recall, round(float(rec), 4), len(qt), rec >= target_recall,
-                              dict(params), n, False, tried)
-    if rec < target_recall:
-        log.warning("on-disk index reached recall@%d %.3f < target %.2f with %s", k_eff, rec, target_recall, params)
-    return vi.recall_
+    return vi._adopt_tuning(tried, best, target_recall=target_recall, k_eff=k_eff, n_queries=len(qt), n_indexed=n,
+                            held_out_queries=False, two_knobs=True, what="on-disk index")
 
 
 def build_store_ondisk(store: Any, directory: Path, name: str, *, ids: np.ndarray, rows: np.ndarray, kind: str,

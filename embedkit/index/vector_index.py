@@ -394,7 +394,17 @@ class VectorIndex:
                 met_at = met_at if met_at is not None else params["nprobe"]
             if self.kind == "ivfpq" and met_at is not None and params["nprobe"] > 2 * met_at:
                 break
-        if self.kind == "ivfpq":  # two knobs: take the fastest setting that met the target
+        return self._adopt_tuning(tried, best, target_recall=target_recall, k_eff=k_eff, n_queries=len(q),
+                                  n_indexed=n_idx, held_out_queries=self_rows is None,
+                                  two_knobs=self.kind == "ivfpq", what=f"index {self.kind}")
+
+    def _adopt_tuning(self, tried: list[dict], best: tuple[dict, float], *, target_recall: float, k_eff: int,
+                      n_queries: int, n_indexed: int, held_out_queries: bool, two_knobs: bool,
+                      what: str) -> RecallReport:
+        """Set the tuned search parameters and ``recall_`` from the settings ``tried``; ``best`` = (params, recall).
+
+        With ``two_knobs`` (IVF-PQ: nprobe × k_factor) the fastest setting that met the target wins."""
+        if two_knobs:
             ok = [t for t in tried if t["recall"] >= target_recall]
             if ok:
                 pick = min(ok, key=lambda t: t["batch_ms_per_query"])
@@ -402,10 +412,10 @@ class VectorIndex:
         params, rec = best
         self.search_params = dict(params)
         _set_search_params(self.index_, self.kind, self.search_params)
-        self.recall_ = RecallReport(k_eff, target_recall, round(float(rec), 4), len(q), rec >= target_recall,
-                                    dict(params), n_idx, self_rows is None, tried)
+        self.recall_ = RecallReport(k_eff, target_recall, round(float(rec), 4), n_queries, rec >= target_recall,
+                                    dict(params), n_indexed, held_out_queries, tried)
         if rec < target_recall:
-            log.warning("index %s reached recall@%d %.3f < target %.2f with %s", self.kind, k_eff, rec, target_recall, params)
+            log.warning("%s reached recall@%d %.3f < target %.2f with %s", what, k_eff, rec, target_recall, params)
         return self.recall_
 
     def measure_recall(self, vectors: np.ndarray, *, queries: np.ndarray | None = None, k: int = 10,
