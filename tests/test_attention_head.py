@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from embedkit.heads import HeadError, registry
+from embedkit.heads import Head, HeadError, load_head, registry
 from embedkit.heads.attention import AttentionHead, _loss_grad, as_bags
 
 D = 8
@@ -84,6 +84,11 @@ def test_save_load_roundtrip_and_tampering(fitted, tmp_path):
     assert set(card["arrays"]) >= {"model.W1", "model.V", "mean", "scale"}
     back = AttentionHead.load(out)
     np.testing.assert_array_equal(back.predict_proba(bags), fitted.predict_proba(bags))
+    any_kind = load_head(str(out))  # opens any registered kind from its card
+    assert isinstance(any_kind, AttentionHead)
+    np.testing.assert_array_equal(any_kind.predict_proba(bags), fitted.predict_proba(bags))
+    with pytest.raises(HeadError, match="kind 'attention' .per-patch input.; load it with .*AttentionHead.load"):
+        Head.load(out)  # a track-vector Head cannot be an attention head: one clear line, no "unknown type"
     np.testing.assert_array_equal(back.explain_one(bags[0])["weights"], fitted.explain_one(bags[0])["weights"])
     with pytest.raises(HeadError, match="already exists"):
         fitted.save(out)

@@ -88,3 +88,14 @@ def test_head_card_of_release_0_1_still_loads_and_reads_its_spec(tmp_path):
     back = Head.load(tmp_path / "old.head")
     assert back.spec_ is not None and back.spec_.model == "msd_vgg" and back.spec_.model_fingerprint == "f" * 64
     assert (back.predict(X) == head.predict(X)).all()
+
+
+def test_load_head_opens_a_track_vector_head_as_head(tmp_path):
+    from embedkit.heads import load_head
+
+    X, y = blobs()
+    head = Head("classification", "logreg").fit(X, y)
+    out = head.save(tmp_path / "g.head")
+    back = load_head(str(out))
+    assert type(back) is Head
+    np.testing.assert_array_equal(back.predict(X), head.predict(X))

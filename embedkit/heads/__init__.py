@@ -25,7 +25,7 @@ The folds of the inner CV come from `embedkit.folds.cv_folds`, the same splitter
 """
 from __future__ import annotations
 
-from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, NotFittedError
+from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, HeadEstimator, NotFittedError
 from .card import (
     CARD_FILE,
     HEAD_FORMAT,
@@ -85,3 +85,11 @@ from .selection import (
 
 #: Built-in kinds per task (compatibility; the registry is the source: `registry.names(task)`).
 KINDS = {t: tuple(k for k in BUILTIN if t in registry.get(k).tasks) for t in TASKS}
+
+
+def load_head(path: str) -> HeadEstimator:
+    """Open a saved head of any registered kind: `Head` for track vectors, or the kind's own estimator
+    (e.g. `embedkit.heads.attention.AttentionHead` for per-patch input), chosen from its card."""
+    kind = read_card(path).get("kind")
+    own = registry.estimator_class(kind) if kind in registry.names() else None
+    return (own or Head).load(path)

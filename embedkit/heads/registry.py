@@ -91,6 +91,15 @@ def get(name: str) -> HeadKind:
         raise HeadError(f"unknown head kind {name!r}; expected one of {', '.join(names())}") from None
 
 
+def estimator_class(name: str) -> type | None:
+    """The class that fits and loads kind ``name`` when it is not `Head` (its ``estimator``), else None."""
+    est = get(name).estimator
+    if est is None:
+        return None
+    module, _, attr = est.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def names(task: str | None = None) -> list[str]:
     """Registered kind names (those that can do ``task``, when given), built-ins first."""
     _load_plugins()
