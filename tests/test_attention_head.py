@@ -87,7 +87,7 @@ def test_save_load_roundtrip_and_tampering(fitted, tmp_path):
     any_kind = load_head(str(out))  # opens any registered kind from its card
     assert isinstance(any_kind, AttentionHead)
     np.testing.assert_array_equal(any_kind.predict_proba(bags), fitted.predict_proba(bags))
-    with pytest.raises(HeadError, match="kind 'attention' .per-patch input.; load it with .*AttentionHead.load"):
+    with pytest.raises(HeadError, match=r"kind 'attention' \(input: patches\); load it with .*AttentionHead.load"):
         Head.load(out)  # a track-vector Head cannot be an attention head: one clear line, no "unknown type"
     np.testing.assert_array_equal(back.explain_one(bags[0])["weights"], fitted.explain_one(bags[0])["weights"])
     with pytest.raises(HeadError, match="already exists"):

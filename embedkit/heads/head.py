@@ -420,7 +420,7 @@ class Head(HeadEstimator):
         if mtype is None and card.get("kind") in registry.names():
             own = registry.estimator_class(card["kind"])
             if own is not None:
-                raise HeadError(f"{p}: a head of kind {card['kind']!r} (per-{registry.get(card['kind']).input[:-1]} input); load it with "
+                raise HeadError(f"{p}: a head of kind {card['kind']!r} (input: {registry.get(card['kind']).input}); load it with "
                                 f"{own.__module__}.{own.__name__}.load, or embedkit.heads.load_head for any kind")
         if mtype is None:
             raise HeadError(f"{p}: unknown model type {card.get('model_type')!r}; {retrain}")
