@@ -1,6 +1,9 @@
 """Model zoo and distillation: size, cost and speed of every family; distilled students vs the teacher.
 
-Usage: nice python benchmarks/train.py [--budget dieleman=240,fcn=480] [--tracks 8] [--distill-tracks 20]
+Usage: nice python benchmarks/train.py [--budget dieleman=180,fcn=420,vgg_w50=600] [--tracks 8] [--distill-tracks 30]
+
+A student key is a zoo architecture (trained from scratch) or ``vgg_wNN``: msd_vgg pruned to NN % of its
+filters per block (L1 norm, Li et al. 2017; `embedkit.train.prune`), then distilled the same way.
 
 1. Every architecture of `embedkit.backbones`: parameters, GFLOP per second of audio (analytic), network
    embedding speed (× real time: forward pass of 64 log-mel / waveform patches, batch 32, best of 2, under
@@ -36,7 +39,25 @@ from _report import machine_line, markdown_table, write_section  # noqa: E402
 from heads import FIXTURES, PACKAGES, fetch_packages, load_excerpt, package_tracks  # noqa: E402
 
 TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
-DEFAULT_BUDGET = "dieleman=180,fcn=420"
+DEFAULT_BUDGET = "dieleman=180,fcn=420,vgg_w50=600,vgg_w33=600"
+PRUNE_LR = 3e-4  # a pruned copy starts near the teacher: a smaller step than from scratch
+
+
+def student(key: str) -> dict:
+    """A student key → ``{"arch", "options", "init", "prune", "lr", "family"}``."""
+    import re
+
+    from embedkit import backbones
+    from embedkit.train.prune import pruned_options
+
+    m = re.fullmatch(r"vgg_w(\d+)", key)
+    if m:
+        frac = int(m.group(1)) / 100
+        return {"arch": "vgg", "options": pruned_options("vgg", frac), "init": "msd_vgg", "prune": frac, "lr": PRUNE_LR,
+                "family": f"msd_vgg pruned to {frac:.0%} of its filters", "paper": "Li et al. 2017 (L1 filter pruning)"}
+    spec = backbones.get(key)
+    return {"arch": spec.name, "options": {}, "init": None, "prune": None, "lr": 1e-3, "family": spec.family,
+            "paper": spec.paper}
 PATCH = 187 * 256
 
 
@@ -69,7 +90,7 @@ def timing_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def profile(steps_per_epoch: int) -> dict[str, dict]:
+def profile(steps_per_epoch: int, names: list[str]) -> dict[str, dict]:
     import keras
     import tensorflow as tf
 
@@ -80,8 +101,10 @@ def profile(steps_per_epoch: int) -> dict[str, dict]:
 
     out = {}
     rng = np.random.default_rng(0)
-    for name, spec in backbones.ARCHS.items():
-        m = backbones.build(name)
+    for name in names:
+        st = student(name)
+        spec = backbones.get(st["arch"])
+        m = backbones.build(st["arch"], **st["options"])
         shape = inputs.get(spec.input_kind).patch_shape
         x = rng.standard_normal((64, *shape)).astype(np.float32)
 
@@ -113,8 +136,8 @@ def profile(steps_per_epoch: int) -> dict[str, dict]:
         step(xt, yt)
         times = [_timed(lambda: step(xt, yt)) for _ in range(2)]
         st, st_cpu = float(np.median([t[0] for t in times])), float(np.median([t[1] for t in times]))
-        out[name] = {"family": spec.family, "paper": spec.paper, "params": int(m.count_params()),
-                     "gflop_s": gflop_per_second(name), "xrt": xrt, "xrt_cpu": xrt_cpu, "step_s": st,
+        out[name] = {"family": st["family"], "paper": st["paper"], "params": int(m.count_params()),
+                     "gflop_s": gflop_per_second(st["arch"], **st["options"]), "xrt": xrt, "xrt_cpu": xrt_cpu, "step_s": st,
                      "step_cpu": st_cpu, "epoch_cpu": st_cpu * steps_per_epoch, "input": spec.input_kind,
                      "default_input_s": spec.input_s}
         log(f"{name}: {out[name]['params']:,} params, {out[name]['gflop_s']:.3f} GFLOP/s, {xrt:.0f}x real time "
@@ -134,9 +157,10 @@ def profile_from_log(path: Path, steps_per_epoch: int) -> dict[str, dict]:
     out = {}
     for m in pat.finditer(path.read_text()):
         name = m.group(1)
-        spec = backbones.get(name)
-        out[name] = {"family": spec.family, "paper": spec.paper, "params": int(m.group(2).replace(",", "")),
-                     "gflop_s": gflop_per_second(name), "xrt": float(m.group(4)), "xrt_cpu": float(m.group(5)),
+        st = student(name)
+        spec = backbones.get(st["arch"])
+        out[name] = {"family": st["family"], "paper": st["paper"], "params": int(m.group(2).replace(",", "")),
+                     "gflop_s": gflop_per_second(st["arch"], **st["options"]), "xrt": float(m.group(4)), "xrt_cpu": float(m.group(5)),
                      "step_s": float(m.group(6)), "step_cpu": float(m.group(7)),
                      "epoch_cpu": float(m.group(7)) * steps_per_epoch, "input": spec.input_kind,
                      "default_input_s": spec.input_s}
@@ -177,42 +201,52 @@ def layout_of(emb) -> list[dict]:
     return [{"name": e["name"], "start": e["start"], "stop": e["stop"]} for e in emb.layout.to_json()]
 
 
-def downstream(models: dict, pkg_ex: dict, rec_ex: dict, jobs: int) -> dict:
-    """Accuracy per (task, feature) → (mean, std)."""
+def downstream(models: dict, pkg_ex: dict, rec_ex: dict, jobs: int, ids: dict | None = None,
+               cache: Path | None = None) -> dict:
+    """Accuracy per (task, feature) → (mean, std). ``ids`` names each feature's weights (e.g. a student's
+    weights digest); results already in the JSON ``cache`` under the same id are reused, new ones added."""
+    import json
+
     from embedkit.baselines import MFCC_LAYOUT
 
+    ids = {"MFCC baseline": "mfcc", **(ids or {})}
+    done = json.loads(cache.read_text()) if cache and cache.exists() else {}
     res = {}
     tasks = []
     if rec_ex:
         tasks.append(("recording identity, 3 s", rec_ex, 1, 4, True))
     tasks += [("package of origin, 3 s", pkg_ex, 1, 4, False), ("package of origin, 10 s", pkg_ex, 3, 4, False)]
     for task, ex, seg, folds, blocks in tasks:
+        key_of = {nm: f"{task}|{len(ex)}|{ids.get(nm, nm)}" for nm in ["MFCC baseline", *models]}
+        todo = {nm for nm, k in key_of.items() if k not in done}
         feats = {"MFCC baseline": ([], MFCC_LAYOUT)}
         for nm, emb in models.items():
             feats[nm] = ([], layout_of(emb))
         ys, gs = [], []
-        for (label, key), y16 in ex.items():
+        for (label, key), y16 in ex.items() if todo else ():
             mf = mfcc_feats(y16, seg)
             feats["MFCC baseline"][0].append(mf)
             for nm, emb in models.items():
-                feats[nm][0].append(segment_feats(emb, y16, seg)[: len(mf)])
+                if nm in todo:
+                    feats[nm][0].append(segment_feats(emb, y16, seg)[: len(mf)])
             ys += [label] * len(mf)
             gs += [f"{key}#{i // 3}" if blocks else key for i in range(len(mf))]
         for nm, (parts, layout) in feats.items():
-            acc = evaluate(np.concatenate(parts), np.array(ys), np.array(gs), layout, folds, jobs)
-            res[(task, nm)] = acc
-            log(f"{task} / {nm}: {acc[0]:.3f} ± {acc[1]:.3f}")
+            if nm in todo:
+                done[key_of[nm]] = list(evaluate(np.concatenate(parts), np.array(ys), np.array(gs), layout, folds, jobs))
+                if cache:
+                    cache.write_text(json.dumps(done, indent=1))
+            acc = res[(task, nm)] = tuple(done[key_of[nm]])
+            log(f"{task} / {nm}: {acc[0]:.3f} ± {acc[1]:.3f}{'' if nm in todo else ' (cached)'}")
     return res
 
 
-def fidelity_heldout(teacher, student, held: dict) -> dict:
+def fidelity_heldout(teacher_tags: np.ndarray, student, held: dict) -> dict:
+    """Fidelity of ``student`` to the teacher's ``(n_patches, 50)`` tags on the held-out tracks' patches."""
     from embedkit.train.losses import fidelity
 
-    tp, sp = [], []
-    for y16 in held.values():
-        tp.append(teacher.embed_audio(y16, 16000, return_patches=True).patch_tags)
-        sp.append(student.embed_audio(y16, 16000, return_patches=True).patch_tags)
-    return fidelity(np.concatenate(sp), np.concatenate(tp))
+    sp = [student.embed_audio(y16, 16000, return_patches=True).patch_tags for y16 in held.values()]
+    return fidelity(np.concatenate(sp), teacher_tags)
 
 
 def finetune_vs_svm(pkg_ex: dict, budget_s: float, jobs: int) -> dict:
@@ -279,6 +313,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-train")
     ap.add_argument("--skip-profile", action="store_true")
+    ap.add_argument("--profile", dest="profile_names", help="comma list of zoo archs / student keys to (re)measure; "
+                    "default: every zoo arch and every pruned student (others come from --profile-from)")
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--profile-from", type=Path, help="reuse the profile lines of an earlier run's stderr log")
@@ -317,36 +353,58 @@ def main() -> None:
                 rec[(p.stem, str(p))] = load_excerpt(p)
     log(f"{len(train_paths)} training tracks, {len(held)} held-out tracks, {len(rec)} recordings")
     steps = -(-max(8, len(train_paths) * 9) // 16)  # 30-s excerpts ≈ 9-10 windows of 3 s each
-    if args.profile_from:
-        prof = profile_from_log(args.profile_from, steps)
-    else:
-        prof = {} if args.skip_profile else profile(steps)
+    from embedkit import backbones, model_cache
+
+    prof = profile_from_log(args.profile_from, steps) if args.profile_from else {}
+    for p in prof.values():
+        p["run"], p["vgg_xrt_cpu"] = "earlier", prof.get("vgg", {}).get("xrt_cpu", np.nan)
+    if not args.skip_profile:
+        names = (args.profile_names.split(",") if args.profile_names else
+                 [*backbones.ARCHS, *(k for k in budgets if student(k)["prune"])])
+        fresh = profile(steps, names)
+        for p in fresh.values():  # speed ratios against the vgg timed in the same run (same load)
+            p["run"], p["vgg_xrt_cpu"] = "this run", fresh.get("vgg", prof.get("vgg", {})).get("xrt_cpu", np.nan)
+        prof.update(fresh)
+        order = [*backbones.ARCHS, *(k for k in budgets if k not in backbones.ARCHS)]
+        prof = {k: prof[k] for k in order if k in prof}
     cpu_profile = time.process_time() - cpu0
 
     teacher = Embedder.from_pretrained("msd_vgg")
     students, cards = {}, {}
-    for arch, budget in budgets.items():
+    for key, budget in budgets.items():
         t0 = time.process_time()
-        from embedkit import model_cache
-
-        if args.reuse and model_cache.exists(f"bench_{arch}"):
-            cards[arch] = {**model_cache.load_card(f"bench_{arch}"), "cpu_total": None}
-            students[arch] = Embedder.from_pretrained(f"bench_{arch}")
-            log(f"reusing bench_{arch} ({cards[arch]['training']['cpu_s']:.0f} CPU-s of distillation)")
+        st = student(key)
+        if args.reuse and model_cache.exists(f"bench_{key}"):
+            cards[key] = {**model_cache.load_card(f"bench_{key}"), "cpu_total": None}
+            students[key] = Embedder.from_pretrained(f"bench_{key}")
+            log(f"reusing bench_{key} ({cards[key]['training']['cpu_s']:.0f} CPU-s of distillation)")
             continue
-        card = fit(train_paths, arch=arch, name=f"bench_{arch}", teacher="msd_vgg", excerpt_s=30.0, input_s=2.992,
-                   epochs=200, patience=200, batch_size=16, lr=1e-3, feature_matching=1.0, max_cpu_s=budget,
-                   augment="gain,specaugment", force=True, restart=not args.reuse, valid_fraction=0.1, log=log)
-        cards[arch] = {**card, "cpu_total": time.process_time() - t0}
-        students[arch] = Embedder.from_pretrained(f"bench_{arch}")
-    fid = {a: fidelity_heldout(teacher, e, held) for a, e in students.items()}
+        card = fit(train_paths, arch=st["arch"], init=st["init"], prune=st["prune"], name=f"bench_{key}",
+                   teacher="msd_vgg", excerpt_s=30.0, input_s=2.992, epochs=200, patience=200, batch_size=16,
+                   lr=st["lr"], feature_matching=1.0, max_cpu_s=budget, augment="gain,specaugment", force=True,
+                   restart=not args.reuse, valid_fraction=0.1, log=log)
+        cards[key] = {**card, "cpu_total": time.process_time() - t0}
+        students[key] = Embedder.from_pretrained(f"bench_{key}")
+    teacher_tags = np.concatenate([teacher.embed_audio(y16, 16000, return_patches=True).patch_tags for y16 in held.values()])
+    fid = {a: fidelity_heldout(teacher_tags, e, held) for a, e in students.items()}
     models = {"msd_vgg (teacher)": teacher, **{f"{a} (distilled)": e for a, e in students.items()}}
-    down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs)
+    ids = {"msd_vgg (teacher)": "msd_vgg", **{f"{a} (distilled)": f"bench_{a}:{cards[a]['weights_sha256'][:16]}" for a in students}}
+    down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs, ids,
+                      args.cache / "downstream-results.json")
     emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards, budgets=budgets, fid=fid, held=held,
                 down=down, students=students, args=args, cpu0=cpu0, cpu_profile=cpu_profile, wall0=wall0, load=load)
     report(ft=None, **emit)  # written now, so a later stage cannot lose it
     if not args.skip_finetune:
-        report(ft=finetune_vs_svm(held, args.finetune_budget, args.jobs), **emit)
+        import json
+
+        ft_cache = args.cache / f"finetune-{len(held)}-{args.finetune_budget:.0f}.json"
+        if args.reuse and ft_cache.exists():
+            ft = json.loads(ft_cache.read_text())
+            log(f"reusing the fine-tuning comparison of {ft_cache}")
+        else:
+            ft = finetune_vs_svm(held, args.finetune_budget, args.jobs)
+            ft_cache.write_text(json.dumps(ft, default=float))
+        report(ft=ft, **emit)
 
 
 def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, students, args, cpu0, cpu_profile, wall0,
@@ -356,31 +414,37 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
     if prof:
         rows = [[n, p["family"], p["paper"], p["input"], f"{p['default_input_s']:.2f}", f"{p['params']:,}",
                  f"{p['gflop_s']:.3f}", f"{p['xrt_cpu']:.0f}×", f"{p['xrt']:.0f}×",
-                 f"{p['xrt_cpu'] / prof['vgg']['xrt_cpu']:.1f}", f"{p['step_cpu']:.2f}", f"{p['epoch_cpu']:.0f}"]
+                 f"{p['xrt_cpu'] / p['vgg_xrt_cpu']:.1f}", f"{p['step_cpu']:.2f}", f"{p['epoch_cpu']:.0f}", p["run"]]
                 for n, p in prof.items()]
         parts.append("### The zoo: size, cost, speed\n\n" + markdown_table(
             ["arch", "family", "paper", "input", "paper input s", "parameters", "GFLOP / s audio",
              "embedding × real time (2 cores, from CPU time)", "× real time (wall, loaded)", "speed vs vgg",
-             "train step CPU-s (batch 16, 3 s)", "train CPU-s / epoch"], rows) +
+             "train step CPU-s (batch 16, 3 s)", "train CPU-s / epoch", "timed in"], rows) +
             f"\n\nEmbedding speed: network forward pass only (64 patches of 2.99 s, batch 32, the faster of 2 runs, timing "
             "lock held); the first speed column is audio seconds / (process CPU-seconds / 2), i.e. what 2 busy "
             "cores give, the second the wall-clock figure on the loaded machine. Decoding and log-mel (≈ 500× real "
-            f"time together, see embed_speed) come on top. Training CPU-s per epoch = median CPU-s of a batch-16 "
+            f"time together, see embed_speed) come on top. 'speed vs vgg' divides by the vgg row timed in the same "
+            "run ('timed in'). Training CPU-s per epoch = median CPU-s of a batch-16 "
             f"step on 3-s inputs × {steps} steps (one pass over the distillation set: {len(train_paths)} tracks × "
             "30 s); on 2 idle cores the wall time is about half of it.")
-    head = ["student", "CPU budget s", "CPU s used", "epochs", "held-out fidelity ROC-AUC (top-3 tags)",
+    head = ["student", "initialised from", "training / validation tracks", "CPU budget s", "CPU s used", "epochs", "held-out fidelity ROC-AUC (top-3 tags)",
             "held-out tag correlation", "validation ROC-AUC (training run)"]
     rows = []
     for a, c in cards.items():
         tr = c["training"]
-        rows.append([a, f"{budgets.get(a, float('nan')):.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
+        init = f"pruned msd_vgg ({tr['prune']['n_filters']}/{tr['prune']['of']} filters)" if tr.get("prune") else "random"
+        rows.append([a, init, f"{tr['tracks_train']} / {tr['tracks_valid']}", f"{budgets.get(a, float('nan')):.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
                      f"{fid[a]['fidelity_corr']:.3f}", f"{tr['metrics'].get('fidelity_roc_auc', float('nan')):.3f}"])
     parts.append("### Distillation from msd_vgg (fixed CPU budget)\n\n" + markdown_table(head, rows) +
-                 f"\n\nStudents trained on {len(train_paths)} tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)}; "
+                 f"\n\nStudents trained on tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)} (this run offers "
+                 f"{len(train_paths)}; a reused student keeps the tracks it was trained on, see the table); "
                  f"fidelity measured on the {len(held)} held-out tracks of {len(set(k[0] for k in held))} other packages "
                  "(heads.py's; middle 30 s, 3-s patches). Loss: soft-tag binary cross-entropy + 1.0 × feature matching "
                  "(linear map of the pooled taps to msd_vgg's standardised 640-d patch feature); 3-s inputs; gain and "
-                 "SpecAugment augmentation; Adam 1e-3, batch 16; the CPU budget (process CPU-seconds) ends training.")
+                 "SpecAugment augmentation; Adam 1e-3 (pruned copies of msd_vgg: 3e-4), batch 16; the CPU budget "
+                 "(process CPU-seconds) ends training; the weights of the epoch with the lowest validation loss are kept. "
+                 "`vgg_wNN`: msd_vgg's topology with NN % of the filters of every block, initialised with the teacher's "
+                 "filters of largest L1 norm (Li et al. 2017, `embedkit fit --init msd_vgg --prune 0.5`), then distilled.")
     base = {t: down.get((t, "MFCC baseline"), (np.nan,))[0] for t, _ in down}
     vgg = {t: down.get((t, "msd_vgg (teacher)"), (np.nan,))[0] for t, _ in down}
     rows = []
@@ -391,8 +455,8 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
         ["task", "feature", "accuracy", "share of msd_vgg's margin over MFCC"], rows))
     if prof:
         lines = []
-        for a in students:
-            sp = prof[a]["xrt_cpu"] / prof["vgg"]["xrt_cpu"]
+        for a in (a for a in students if a in prof):
+            sp = prof[a]["xrt_cpu"] / prof[a]["vgg_xrt_cpu"]
             pk = ("package of origin, 3 s", f"{a} (distilled)")
             r = (down[pk][0] - base[pk[0]]) / (vgg[pk[0]] - base[pk[0]])
             ok = sp >= 3 and r >= 0.9
@@ -408,9 +472,12 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
             "\n\nSame 4 stratified group folds (by track) for both; the fine-tuned network predicts each 3-s segment "
             "with its new 8-way output.")
     if args.profile_from:
-        parts.append("The zoo table's timings were measured by an earlier run of this script (same code, same machine, "
-                     "same load) and reused with `--profile-from`; students already distilled by that run were reused "
-                     "with `--reuse` (their CPU budgets are the ones stated).")
+        parts.append(f"Zoo rows timed in an 'earlier' run come from `--profile-from {args.profile_from.name}` (the "
+                     "figures of an earlier run of this script on this machine, heavily loaded, load average ≈ 20).")
+    if args.reuse:
+        parts.append("Students already distilled by an earlier run of this script were reused with `--reuse` (their "
+                     "CPU budgets are the ones stated); downstream accuracies of unchanged weights come from the "
+                     "script's result cache (same folds).")
     parts.append(f"Whole benchmark: {cpu_total / 60:.1f} CPU-minutes (profile {cpu_profile / 60:.1f}), "
                  f"{(time.perf_counter() - wall0) / 60:.1f} min wall. Load average at start {load[0]:.1f} / {load[1]:.1f} / "
                  f"{load[2]:.1f}: the machine ({machine_line()}) was shared with 7 other engineers' jobs, so times are "

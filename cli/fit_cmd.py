@@ -18,6 +18,9 @@ from .options import batch_size_option, excerpt_option, force_option
 @click.option("--group-column", help="Labels column keeping related files on one side of the validation split.")
 @click.option("--init", metavar="MODEL", help="Fine-tune this pretrained model (its architecture replaces --arch).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True, help="With --init: freeze the first N blocks.")
+@click.option("--prune", type=click.FloatRange(0.05, 1.0), metavar="FRACTION",
+              help="With --init: a narrower copy keeping this fraction of every block's filters (largest L1 norm, "
+                   "Li et al. 2017), e.g. 0.5.")
 @click.option("--input-seconds", type=click.FloatRange(1.0, 30.0), help="Training input length (default: the paper's).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True)
 @batch_size_option
@@ -35,12 +38,13 @@ from .options import batch_size_option, excerpt_option, force_option
 @click.option("--restart", is_flag=True, help="Discard the run folder's checkpoints and start over.")
 @force_option  # replaces an existing trained model called NAME
 @json_option
-def fit(inputs, arch, name, teacher, labels_csv, task, group_column, init, freeze, input_seconds, epochs, batch_size, lr,
+def fit(inputs, arch, name, teacher, labels_csv, task, group_column, init, freeze, prune, input_seconds, epochs, batch_size, lr,
         patience, valid_fraction, augment, feature_matching, excerpt, max_cpu_s, seed, run_dir, restart, force, as_json):
     """Train a zoo architecture on AUDIO files/folders or STOREs and save it as model NAME.
 
     From a teacher (--teacher msd_vgg: soft tags of unlabelled audio), from labels (--labels CSV), or by
-    fine-tuning (--init msd_vgg --freeze 2). Checkpoints every epoch; rerun the same command to resume.
+    fine-tuning (--init msd_vgg --freeze 2); --init msd_vgg --prune 0.5 --teacher msd_vgg distils a pruned,
+    half-width copy of the teacher. Checkpoints every epoch; rerun the same command to resume.
     The result works everywhere a model name does: embed -m NAME, tag -m NAME, stores, heads, indexes.
     """
     from embedkit.train import fit as run_fit
@@ -48,7 +52,7 @@ def fit(inputs, arch, name, teacher, labels_csv, task, group_column, init, freez
     if not inputs and not labels_csv:
         raise click.UsageError("give AUDIO files, folders or STOREs (or --labels CSV)")
     card = run_fit(list(inputs), arch=arch, name=name, teacher=teacher, labels=labels_csv, task=task,
-                   group_column=group_column, init=init, freeze=freeze, input_s=input_seconds, epochs=epochs,
+                   group_column=group_column, init=init, freeze=freeze, prune=prune, input_s=input_seconds, epochs=epochs,
                    batch_size=batch_size, lr=lr, patience=patience, valid_fraction=valid_fraction, augment=augment,
                    feature_matching=feature_matching, excerpt_s=excerpt, max_cpu_s=max_cpu_s, seed=seed,
                    run_dir=run_dir, restart=restart, force=force, progress=progress_enabled(),

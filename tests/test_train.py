@@ -307,3 +307,54 @@ def test_distillation_from_msd_vgg_on_real_audio(tmp_path, home):
     assert card["labels"] == Embedder.from_pretrained("msd_vgg").labels
     tags = Embedder.from_pretrained("student").tag(str(files[0]), top_k=3)
     assert len(tags) == 3
+
+
+# ---- structured pruning (Li et al. 2017) ----------------------------------------------------------
+
+
+def _msd_vgg_installed():
+    from embedkit import pretrained
+
+    if not (REAL_HOME / "models" / "msd_vgg").exists() or not pretrained.is_installed("msd_vgg"):
+        pytest.skip("msd_vgg not installed (embedkit models fetch msd_vgg)")
+
+
+def test_pruning_keeps_the_largest_l1_filters_and_a_full_copy_is_the_teacher(home):
+    from embedkit import frontend, pretrained
+    from embedkit._tf import import_tensorflow
+    from embedkit.train.prune import init_pruned, pruned_options
+
+    _msd_vgg_installed()
+    import_tensorflow()
+    teacher = backbones.build("vgg")
+    teacher.load_weights(str(pretrained.weights_path("msd_vgg")))
+    patches = frontend.make_patches(frontend.logmel(_real_audio(6.0))).data
+    # keeping every filter rebuilds the teacher exactly (the index bookkeeping, dense rows included)
+    full = backbones.build("vgg", **pruned_options("vgg", 1.0))
+    init_pruned(full, "msd_vgg")
+    a, b = teacher(patches, training=False), full(patches, training=False)
+    for k in ("logits", "pool1", "pool5"):
+        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-5, atol=1e-5)
+    # half width: the kept filters are the teacher's of largest L1 norm, restricted to the kept inputs
+    half = backbones.build("vgg", **pruned_options("vgg", 0.5))
+    rec = init_pruned(half, "msd_vgg")
+    assert rec["n_filters"] == 64 and rec["of"] == 128 and half.count_params() < teacher.count_params() / 3
+    w1 = teacher.get_layer("conv1").kernel.numpy()
+    keep1 = np.array(rec["kept"]["conv1"])
+    assert set(keep1) == set(np.argsort(-np.abs(w1).sum(axis=(0, 1, 2)))[:64])
+    np.testing.assert_array_equal(half.get_layer("conv1").kernel.numpy(), w1[..., keep1])
+    w2 = teacher.get_layer("conv2").kernel.numpy()[:, :, keep1, :]
+    np.testing.assert_array_equal(half.get_layer("conv2").kernel.numpy(), w2[..., rec["kept"]["conv2"]])
+    assert np.all(np.isfinite(np.asarray(half(patches, training=False)["logits"])))
+
+
+def test_prune_needs_a_prunable_init_one_line(tmp_path, home, capsys):
+    from clirun import run as cli
+
+    labels = _tones(tmp_path / "tones", n_per_class=2)
+    code, out, err = cli(capsys, "fit", "--arch", "vgg", "-o", "p1", "--labels", str(labels), "--prune", "0.5")
+    assert code == 1 and "--prune needs --init" in err and len(err.strip().splitlines()) == 1, err
+    if (home / "models" / "msd_musicnn").exists():
+        code, out, err = cli(capsys, "fit", "--init", "msd_musicnn", "-o", "p2", "--labels", str(labels), "--prune", "0.5")
+        assert code == 1 and "--prune works on vgg" in err and len(err.strip().splitlines()) == 1, err
+    _no_partial_models(home)

@@ -16,6 +16,18 @@ import numpy as np
 STATE = "state.json"
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (a metric undefined on a tiny validation set,
+    e.g. ROC-AUC when no tag has both classes), so state files and cards stay standard JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def save(run: Path, model, optimizer, state: dict[str, Any], *, best: bool = False) -> None:
     from .. import sidecar
 
@@ -32,7 +44,7 @@ def save(run: Path, model, optimizer, state: dict[str, Any], *, best: bool = Fal
         bt = run / "ckpt" / "best.weights.h5.tmp.weights.h5"
         shutil.copyfile(ck / "model.weights.h5", bt)
         bt.replace(run / "ckpt" / "best.weights.h5")
-    sidecar.write_json(run / STATE, {**state, "checkpoint": ck.name}, kind="embedkit-fit-state", version=1)
+    sidecar.write_json(run / STATE, json_safe({**state, "checkpoint": ck.name}), kind="embedkit-fit-state", version=1)
     for old in (run / "ckpt").glob("epoch-*"):
         if old.name != ck.name:
             shutil.rmtree(old, ignore_errors=True)

@@ -24,6 +24,7 @@ from .. import frontend, model_cache
 from ..errors import EmbedkitError
 from . import sources
 from .augment import AugmentConfig
+from .checkpoint import json_safe
 from .data import PatchSampler, prepare
 from .losses import TASKS
 
@@ -42,6 +43,14 @@ def _check_cache_writable() -> None:
         from ..sidecar import os_error_text
 
         raise model_cache.ModelCacheError(os_error_text(root, exc, action="model cache is not writable")) from None
+
+
+def feature_scale(feats: np.ndarray) -> np.ndarray:
+    """Per-dimension scale ``(D,)`` that standardises teacher features ``(n, D)`` for feature matching: their
+    standard deviation, floored at a tenth of the median one, so a dimension that happens to be (almost)
+    constant on the training tracks (a ReLU channel silent there) cannot blow up on other tracks."""
+    std = feats.std(0)
+    return np.maximum(std, 0.1 * float(np.median(std)) + 1e-6).astype(np.float32)
 
 
 def _pool_taps(out: dict, names: list[str]):
@@ -104,7 +113,7 @@ def freeze_first(backbone, n_blocks: int) -> list[str]:
 
 def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str | None = None,
         labels: str | None = None, task: str = "auto", group_column: str | None = None,
-        groups: dict[str, str] | None = None, init: str | None = None, freeze: int = 0,
+        groups: dict[str, str] | None = None, init: str | None = None, freeze: int = 0, prune: float | None = None,
         input_s: float | None = None, epochs: int = 20, batch_size: int = 16, lr: float = 1e-3,
         patience: int = 5, valid_fraction: float = 0.2, augment: str | None = None,
         feature_matching: float = 0.0, seed: int = 0, excerpt_s: float | None = None,
@@ -115,8 +124,10 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     """Train and save model ``name``; returns its card (``training`` holds history and metrics).
 
     Exactly one of ``teacher`` (distillation) or ``labels`` (a labels CSV) gives the targets; ``init``
-    (a pretrained model) fine-tunes it, its architecture replacing ``arch``. ``groups`` maps a path to a
-    split group (e.g. a package), overriding per-track grouping.
+    (a pretrained model) fine-tunes it, its architecture replacing ``arch``; with ``prune`` (a fraction
+    of filters to keep) the network is a narrower copy of ``init`` initialised by L1-norm filter pruning
+    (`embedkit.train.prune`). ``groups`` maps a path to a split group (e.g. a package), overriding
+    per-track grouping.
     """
     from .. import backbones, pretrained
     from . import teacher as teacher_mod
@@ -135,6 +146,12 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
         raise EmbedkitError("choose an architecture with --arch (see: embedkit models archs) or --init MODEL")
     if freeze and init is None:
         raise EmbedkitError("--freeze needs --init MODEL (a pretrained network to keep frozen)")
+    if prune is not None:
+        from .prune import pruned_options
+
+        if init is None:
+            raise EmbedkitError("--prune needs --init MODEL (the pretrained network to prune)")
+        arch_options = {**(arch_options or {}), **pruned_options(arch, prune)}
     try:
         spec = backbones.get(arch)
     except ValueError as exc:
@@ -179,7 +196,7 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     config = {"arch": spec.name, "task": task, "teacher": teacher, "init": init, "freeze": freeze, "input_s": input_s,
               "batch_size": batch_size, "lr": lr, "augment": aug.to_json(), "feature_matching": feature_matching,
               "seed": seed, "data_fingerprint": data_fp, "arch_options": arch_options or {},
-              "windows_per_epoch": windows_per_epoch}
+              "windows_per_epoch": windows_per_epoch, **({"prune": prune} if prune is not None else {})}
     if restart:
         shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True, exist_ok=True)
@@ -199,7 +216,7 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     fm_dim = None
     if task == "distill" and feature_matching > 0:
         allf = np.concatenate([p.feats for p in prep_train])
-        feat_mean, feat_std = allf.mean(0), allf.std(0) + 1e-6
+        feat_mean, feat_std = allf.mean(0), feature_scale(allf)
         fm_dim = allf.shape[1]
     common = {"kind": spec.input_kind, "input_samples": input_samples, "targets": "teacher" if task == "distill" else "label",
               "feat_mean": feat_mean, "feat_std": feat_std}
@@ -221,8 +238,14 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
         arch_config["input_len"] = None
     backbone = backbones.build(spec.name, **arch_config)
     frozen: list[str] = []
+    pruning = None
     if init is not None:
-        init_from(backbone, init, n_out)
+        if prune is not None:
+            from .prune import init_pruned
+
+            pruning = init_pruned(backbone, init)
+        else:
+            init_from(backbone, init, n_out)
         frozen = freeze_first(backbone, freeze)
     trainer = build_trainer(backbone, fm_dim)
     log(f"{spec.name}: {backbone.count_params():,} parameters; {len(prep_train)} training / {len(prep_valid)} "
@@ -241,13 +264,13 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
     card = _card(spec, arch_config, backbone, names, task=task, teacher=teacher, init=init, freeze=freeze,
                  frozen=frozen, data_fp=data_fp, n_train=len(prep_train), n_valid=len(prep_valid), input_s=input_s,
                  aug=aug, seed=seed, result=result, best=best, target_stats=target_stats,
-                 feature_matching=feature_matching, excerpt_s=excerpt_s)
-    model_cache.save(key, backbone, card, force=force, extra_files=[curve] if curve else [])
+                 feature_matching=feature_matching, excerpt_s=excerpt_s, pruning=pruning)
+    model_cache.save(key, backbone, json_safe(card), force=force, extra_files=[curve] if curve else [])
     return model_cache.load_card(key)
 
 
 def _card(spec, arch_config, backbone, names, *, task, teacher, init, freeze, frozen, data_fp, n_train, n_valid,
-          input_s, aug, seed, result, best, target_stats, feature_matching, excerpt_s) -> dict[str, Any]:
+          input_s, aug, seed, result, best, target_stats, feature_matching, excerpt_s, pruning=None) -> dict[str, Any]:
     from .. import __version__, backbones, inputs, pretrained
 
     kind = inputs.get(spec.input_kind)
@@ -259,7 +282,8 @@ def _card(spec, arch_config, backbone, names, *, task, teacher, init, freeze, fr
     signal = f"distillation from {teacher}" if teacher else f"{task} labels"
     return {
         "description": f"{spec.family} ({spec.paper}) trained by embedkit fit: {signal}"
-                       + (f", initialised from {init}" if init else ""),
+                       + (f", initialised from {init}" if init else "")
+                       + (f" pruned to {pruning['fraction']:.0%} of its filters" if pruning else ""),
         "architecture": spec.name, "arch_config": arch_config, "family": spec.family, "paper": spec.paper,
         "input_kind": spec.input_kind, "parameters": int(backbone.count_params()),
         "trained_on": f"{signal} on {n_train} tracks (data {data_fp[:12]})",
@@ -275,7 +299,7 @@ def _card(spec, arch_config, backbone, names, *, task, teacher, init, freeze, fr
         "feature_blocks": backbones.feature_blocks(backbone),
         "training": {
             "mode": "finetune" if init else ("distill" if teacher else "labels"), "task": task, "teacher": teacher,
-            "init": init, "freeze": freeze, "frozen_layers": frozen, "data_fingerprint": data_fp,
+            "init": init, "freeze": freeze, "frozen_layers": frozen, "prune": pruning, "data_fingerprint": data_fp,
             "tracks_train": n_train, "tracks_valid": n_valid, "excerpt_s": excerpt_s,
             "epochs": result["epochs_run"], "best_epoch": result["best_epoch"], "stopped": result.get("stopped"),
             "cpu_s": result["cpu_s"], "epoch_wall_s": result.get("epoch_wall_s"), "metrics": metrics,
