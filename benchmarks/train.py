@@ -102,9 +102,9 @@ def profile(steps_per_epoch: int, names: list[str]) -> dict[str, dict]:
     out = {}
     rng = np.random.default_rng(0)
     for name in names:
-        st = student(name)
-        spec = backbones.get(st["arch"])
-        m = backbones.build(st["arch"], **st["options"])
+        sd = student(name)
+        spec = backbones.get(sd["arch"])
+        m = backbones.build(sd["arch"], **sd["options"])
         shape = inputs.get(spec.input_kind).patch_shape
         x = rng.standard_normal((64, *shape)).astype(np.float32)
 
@@ -136,8 +136,8 @@ def profile(steps_per_epoch: int, names: list[str]) -> dict[str, dict]:
         step(xt, yt)
         times = [_timed(lambda: step(xt, yt)) for _ in range(2)]
         st, st_cpu = float(np.median([t[0] for t in times])), float(np.median([t[1] for t in times]))
-        out[name] = {"family": st["family"], "paper": st["paper"], "params": int(m.count_params()),
-                     "gflop_s": gflop_per_second(st["arch"], **st["options"]), "xrt": xrt, "xrt_cpu": xrt_cpu, "step_s": st,
+        out[name] = {"family": sd["family"], "paper": sd["paper"], "params": int(m.count_params()),
+                     "gflop_s": gflop_per_second(sd["arch"], **sd["options"]), "xrt": xrt, "xrt_cpu": xrt_cpu, "step_s": st,
                      "step_cpu": st_cpu, "epoch_cpu": st_cpu * steps_per_epoch, "input": spec.input_kind,
                      "default_input_s": spec.input_s}
         log(f"{name}: {out[name]['params']:,} params, {out[name]['gflop_s']:.3f} GFLOP/s, {xrt:.0f}x real time "
@@ -355,19 +355,6 @@ def main() -> None:
     steps = -(-max(8, len(train_paths) * 9) // 16)  # 30-s excerpts ≈ 9-10 windows of 3 s each
     from embedkit import backbones, model_cache
 
-    prof = profile_from_log(args.profile_from, steps) if args.profile_from else {}
-    for p in prof.values():
-        p["run"], p["vgg_xrt_cpu"] = "earlier", prof.get("vgg", {}).get("xrt_cpu", np.nan)
-    if not args.skip_profile:
-        names = (args.profile_names.split(",") if args.profile_names else
-                 [*backbones.ARCHS, *(k for k in budgets if student(k)["prune"])])
-        fresh = profile(steps, names)
-        for p in fresh.values():  # speed ratios against the vgg timed in the same run (same load)
-            p["run"], p["vgg_xrt_cpu"] = "this run", fresh.get("vgg", prof.get("vgg", {})).get("xrt_cpu", np.nan)
-        prof.update(fresh)
-        order = [*backbones.ARCHS, *(k for k in budgets if k not in backbones.ARCHS)]
-        prof = {k: prof[k] for k in order if k in prof}
-    cpu_profile = time.process_time() - cpu0
 
     teacher = Embedder.from_pretrained("msd_vgg")
     students, cards = {}, {}
@@ -391,6 +378,20 @@ def main() -> None:
     ids = {"msd_vgg (teacher)": "msd_vgg", **{f"{a} (distilled)": f"bench_{a}:{cards[a]['weights_sha256'][:16]}" for a in students}}
     down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs, ids,
                       args.cache / "downstream-results.json")
+    cpu_p0 = time.process_time()  # timed last: training and evaluation never wait for the timing lock
+    prof = profile_from_log(args.profile_from, steps) if args.profile_from else {}
+    for p in prof.values():
+        p["run"], p["vgg_xrt_cpu"] = "earlier", prof.get("vgg", {}).get("xrt_cpu", np.nan)
+    if not args.skip_profile:
+        names = (args.profile_names.split(",") if args.profile_names else
+                 [*backbones.ARCHS, *(k for k in budgets if student(k)["prune"])])
+        fresh = profile(steps, names)
+        for p in fresh.values():  # speed ratios against the vgg timed in the same run (same load)
+            p["run"], p["vgg_xrt_cpu"] = "this run", fresh.get("vgg", prof.get("vgg", {})).get("xrt_cpu", np.nan)
+        prof.update(fresh)
+        order = [*backbones.ARCHS, *(k for k in budgets if k not in backbones.ARCHS)]
+        prof = {k: prof[k] for k in order if k in prof}
+    cpu_profile = time.process_time() - cpu_p0
     emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards, budgets=budgets, fid=fid, held=held,
                 down=down, students=students, args=args, cpu0=cpu0, cpu_profile=cpu_profile, wall0=wall0, load=load)
     report(ft=None, **emit)  # written now, so a later stage cannot lose it

@@ -296,13 +296,15 @@ def test_distillation_from_msd_vgg_on_real_audio(tmp_path, home):
 
     if not pretrained.is_installed("msd_vgg"):
         pytest.skip("msd_vgg not installed (embedkit models fetch msd_vgg)")
-    files = sorted((SHARED / "data" / "fixtures" / "audio").glob("deb_*.ogg"))[:4]
-    if len(files) < 4:
+    files = sorted((SHARED / "data" / "fixtures" / "audio").glob("deb_*.ogg"))[:6]
+    if len(files) < 6:
         pytest.skip(f"real fixture audio not found under {SHARED}")
+    # two validation tracks of other packages, so the teacher's top tags vary and the ROC-AUC is defined
     card = fit([str(f) for f in files], arch="fcn", name="student", teacher="msd_vgg", input_s=3.0, epochs=2,
-               excerpt_s=12, feature_matching=1.0, augment="gain,specaugment", windows_per_epoch=16, log=lambda m: None)
+               excerpt_s=12, feature_matching=1.0, augment="gain,specaugment", windows_per_epoch=16,
+               valid_fraction=0.34, log=lambda m: None)
     tr = card["training"]
-    assert tr["mode"] == "distill" and tr["teacher"] == "msd_vgg"
+    assert tr["mode"] == "distill" and tr["teacher"] == "msd_vgg" and tr["tracks_valid"] == 2
     assert 0.0 <= tr["metrics"]["fidelity_roc_auc"] <= 1.0 and -1.0 <= tr["metrics"]["fidelity_corr"] <= 1.0
     assert card["labels"] == Embedder.from_pretrained("msd_vgg").labels
     tags = Embedder.from_pretrained("student").tag(str(files[0]), top_k=3)
