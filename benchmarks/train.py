@@ -40,6 +40,9 @@ from heads import FIXTURES, PACKAGES, fetch_packages, load_excerpt, package_trac
 
 TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
 DEFAULT_BUDGET = "dieleman=180,fcn=420,vgg_w50=600,vgg_w33=600"
+#: what is known of the machine state of the profile logs this section has used
+PROFILE_LOGS = {"profile-2026-11-30-1954.log": "the zoo table of the 2026-11-30 19:54 UTC section, timed on a "
+                "heavily loaded machine, load average ≈ 20"}
 PRUNE_LR = 3e-4  # a pruned copy starts near the teacher: a smaller step than from scratch
 
 
@@ -317,7 +320,8 @@ def main() -> None:
                     "default: every zoo arch and every pruned student (others come from --profile-from)")
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--profile-from", type=Path, help="reuse the profile lines of an earlier run's stderr log")
+    ap.add_argument("--profile-from", type=Path, action="append",
+                    help="reuse the profile lines of an earlier run's stderr log (repeatable; later ones win)")
     ap.add_argument("--reuse", action="store_true", help="reuse students already distilled into --cache's home")
     args = ap.parse_args()
     budgets = {k: float(v) for k, v in (kv.split("=") for kv in args.budget.split(",") if kv)}
@@ -379,9 +383,12 @@ def main() -> None:
     down = downstream(models, {(k[0], k[1]): v for k, v in held.items()}, rec, args.jobs, ids,
                       args.cache / "downstream-results.json")
     cpu_p0 = time.process_time()  # timed last: training and evaluation never wait for the timing lock
-    prof = profile_from_log(args.profile_from, steps) if args.profile_from else {}
-    for p in prof.values():
-        p["run"], p["vgg_xrt_cpu"] = "earlier", prof.get("vgg", {}).get("xrt_cpu", np.nan)
+    prof = {}
+    for path in args.profile_from or []:  # later logs override earlier ones; ratios against each log's own vgg
+        rows = profile_from_log(path, steps)
+        for p in rows.values():
+            p["run"], p["vgg_xrt_cpu"] = f"log {path.name}", rows.get("vgg", prof.get("vgg", {})).get("xrt_cpu", np.nan)
+        prof.update(rows)
     if not args.skip_profile:
         names = (args.profile_names.split(",") if args.profile_names else
                  [*backbones.ARCHS, *(k for k in budgets if student(k)["prune"])])
@@ -473,8 +480,10 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
             "\n\nSame 4 stratified group folds (by track) for both; the fine-tuned network predicts each 3-s segment "
             "with its new 8-way output.")
     if args.profile_from:
-        parts.append(f"Zoo rows timed in an 'earlier' run come from `--profile-from {args.profile_from.name}` (the "
-                     "figures of an earlier run of this script on this machine, heavily loaded, load average ≈ 20).")
+        parts.append("Zoo rows timed in a 'log' come from an earlier run of this script on this machine "
+                     f"(`--profile-from {' '.join(p.name for p in args.profile_from)}`; "
+                     f"{PROFILE_LOGS.get(args.profile_from[0].name, 'see that log')}); a row's speed ratio divides by "
+                     "the vgg timed in the same log.")
     if args.reuse:
         parts.append("Students already distilled by an earlier run of this script were reused with `--reuse` (their "
                      "CPU budgets are the ones stated); downstream accuracies of unchanged weights come from the "

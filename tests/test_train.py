@@ -211,6 +211,8 @@ def _no_partial_models(home: Path) -> None:
     left = [p.name for p in (home / "models").iterdir() if p.name.startswith(".") or p.name not in
             ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn")]
     assert left == [], left
+    runs = home / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == [], list(runs.iterdir())  # no run folder was started
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_no_model(tmp_path, home, capsys):
@@ -244,7 +246,7 @@ def test_teacher_not_installed_and_unwritable_cache(tmp_path, monkeypatch, capsy
     labels = _tones(tmp_path / "tones", n_per_class=2)
     code, out, err = cli(capsys, "fit", str(tmp_path / "tones"), "--arch", "dieleman", "-o", "t1", "--teacher", "msd_vgg")
     assert code == 1 and "embedkit models fetch msd_vgg" in err and len(err.strip().splitlines()) == 1
-    assert list((h / "models").iterdir()) == []
+    assert list((h / "models").iterdir()) == [] and not (h / "runs").exists()
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("EMBEDKIT_HOME", str(blocker / "home"))  # the cache cannot be created, even as root
