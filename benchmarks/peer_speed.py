@@ -1,20 +1,23 @@
 """embedkit against the original musicnn extractor (the peer) on the same real files, whole processes timed in turn.
 
-Usage (one command, a few minutes; hold the timing lock):
-  flock /tmp/embedkit-timing.lock nice -n 0 python benchmarks/peer_speed.py [--files 12] [--setup-only]
+Usage (one command; each timed process takes the timing lock itself, so others' timed runs interleave):
+  python benchmarks/peer_speed.py [--files 8] [--setup-only]
 
 The peer is musicnn 0.1.0's ``musicnn.extractor.extractor`` (TF1 graph via ``tf.compat.v1`` + tf-keras) in
-its own virtual environment ``--venv`` (default /tmp/embedkit-peer-venv): created with ``python -m venv``,
+its own virtual environment ``--venv`` (default /tmp/peer-venv): created with ``python -m venv``,
 it sees this environment's TensorFlow/numpy through a .pth line, adds ``tf-keras`` and ``librosa`` from PyPI,
 and installs the wheel that ``embedkit models fetch`` downloaded (``~/.cache/embedkit/downloads``) with
 ``--no-deps`` (its pins, numpy < 1.17 and TF 1, cannot install on Python 3.11). Nothing is installed into
 embedkit's environment.
 
-Runs, each a fresh process over the same files, model MSD_vgg / msd_vgg with all features:
-  1. peer default: ``extractor(file, model="MSD_vgg")`` once per file (its documented use; batch 1);
-  2. peer at its best batch size (tried on the first 3 files among ``--peer-batches``);
-  3. embedkit default: ``embedkit embed --from-list LIST --store DIR`` (default settings);
-  4. embedkit fastest: the same with ``--precision int8 --batch-size 64`` (``--fast-flags``).
+Runs, each a fresh process over the same files (imports, model load and decoding included):
+  1. peer default: ``extractor(file)`` once per file — its documented use: model MTT_musicnn, batch 1;
+  2. peer ``extractor(file, model="MSD_vgg")``, batch 1 (the network embedkit uses by default);
+  3. peer MSD_vgg at its best batch size (tried on the first 2 files among ``--peer-batches``);
+  4. embedkit default: ``embedkit embed --from-list LIST --store DIR`` (msd_vgg, fp32, batch 32);
+  5. embedkit ``--model mtt_musicnn`` (like with like for the peer's default);
+  6. embedkit fastest: ``--fast-flags`` (default: int8, batch 64 — below its fidelity bar, see "precision fidelity").
+Ratios: default ÷ default (embedkit msd_vgg vs peer MTT_musicnn), and like with like (same network).
 Files: the first ``--files`` tracks of ≥ 60 s from the Debian packages of benchmarks/heads.py (mp3/ogg/opus).
 Target (issue 15): embedkit's default ≤ 0.15 of the peer default's wall time. Writes "peer speed" into
 docs/benchmarks.md.
@@ -47,8 +50,11 @@ from musicnn import configuration as config
 config.BATCH_SIZE = int(sys.argv[1])
 from musicnn.extractor import extractor
 n = 0
-for f in sys.argv[2:]:
-    taggram, tags, feats = extractor(f, model="MSD_vgg", extract_features=True)
+for f in sys.argv[3:]:
+    if sys.argv[2] == "default":
+        taggram, tags, feats = extractor(f)
+    else:
+        taggram, tags, feats = extractor(f, model=sys.argv[2], extract_features=True)
     n += taggram.shape[0]
 print("RESULT " + json.dumps({"patches": int(n), "wall_s": time.perf_counter() - t0}))
 """
@@ -102,10 +108,21 @@ def pick_files(cache: Path, n: int) -> list[Path]:
     return [f for f in files if audio.probe(f).duration_s]
 
 
+LOCK = Path("/tmp/embedkit-timing.lock")
+LOADS: list[float] = []  # 1-min load average when each timed process started
+
+
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
+    """Wall seconds and stdout of one whole process, run while holding the timing lock."""
+    import fcntl
+
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+    LOADS.append(load)
     if r.returncode not in (0,):
         raise RuntimeError(f"{' '.join(cmd[:3])} … failed ({r.returncode}): {r.stderr.strip()[-400:]}")
     return wall, r.stdout
@@ -113,7 +130,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--files", type=int, default=12)
+    ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "peer-venv")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedkit-bench-heads")
     ap.add_argument("--peer-batches", default="8,32,128")
@@ -133,41 +150,56 @@ def main() -> None:
         return
     rows = []
     peer_py = str(args.venv / "bin" / "python")
-    peer_default = None
+    peer_default = peer_vgg = None
     if ok:
-        wall, out = timed([peer_py, "-c", _PEER, "1", *map(str, files)])
-        res = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
+        wall, out = timed([peer_py, "-c", _PEER, "1", "default", *map(str, files)])
+        n_musicnn = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])["patches"]
         peer_default = wall
-        rows.append(["peer: musicnn extractor, one call per file, batch 1 (its default)", f"{wall:.1f}",
-                     f"{audio_s / wall:.0f}×", "1.00", res["patches"]])
-        log(f"peer default {wall:.1f} s")
+        rows.append(["peer default: `extractor(file)` per file (MTT_musicnn, batch 1)", "MTT_musicnn", f"{wall:.1f}",
+                     f"{audio_s / wall:.0f}×", "1.00", "", n_musicnn, f"{LOADS[-1]:.1f}"])
+        log(f"peer default (MTT_musicnn) {wall:.1f} s")
+        wall, out = timed([peer_py, "-c", _PEER, "1", "MSD_vgg", *map(str, files)])
+        n_vgg = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])["patches"]
+        peer_vgg = wall
+        rows.append(["peer: `extractor(file, model='MSD_vgg')` per file, batch 1", "MSD_vgg", f"{wall:.1f}",
+                     f"{audio_s / wall:.0f}×", f"{wall / peer_default:.2f}", "1.00", n_vgg, f"{LOADS[-1]:.1f}"])
+        log(f"peer MSD_vgg batch 1 {wall:.1f} s")
         trial = {}
         for b in [int(x) for x in args.peer_batches.split(",") if x.strip()]:
-            trial[b], _ = timed([peer_py, "-c", _PEER, str(b), *map(str, files[:3])])
+            trial[b], _ = timed([peer_py, "-c", _PEER, str(b), "MSD_vgg", *map(str, files[:2])])
         best = min(trial, key=trial.get)
-        wall, out = timed([peer_py, "-c", _PEER, str(best), *map(str, files)])
-        rows.append([f"peer: one call per file, batch {best} (best of {', '.join(map(str, trial))} on 3 files)",
-                     f"{wall:.1f}", f"{audio_s / wall:.0f}×", f"{wall / peer_default:.2f}", res["patches"]])
-        log(f"peer batch {best}: {wall:.1f} s")
+        wall, _ = timed([peer_py, "-c", _PEER, str(best), "MSD_vgg", *map(str, files)])
+        rows.append([f"peer: MSD_vgg, batch {best} (best of {', '.join(map(str, trial))} on 2 files)", "MSD_vgg",
+                     f"{wall:.1f}", f"{audio_s / wall:.0f}×", f"{wall / peer_default:.2f}", f"{wall / peer_vgg:.2f}",
+                     n_vgg, f"{LOADS[-1]:.1f}"])
+        log(f"peer MSD_vgg batch {best}: {wall:.1f} s")
     with tempfile.TemporaryDirectory(prefix="embedkit-peer-") as tmp:
         lst = Path(tmp) / "files.txt"
         lst.write_text("\n".join(map(str, files)) + "\n")
         exe = str(Path(sys.executable).parent / "embedkit")
-        for label, flags in (("embedkit default: `embed --from-list LIST --store DIR`", []),
-                             (f"embedkit fastest: `… {args.fast_flags}`", args.fast_flags.split())):
+        runs = (("embedkit default: `embed --from-list LIST --store DIR`", "msd_vgg", [], peer_vgg),
+                ("embedkit `… --model mtt_musicnn`", "MTT_musicnn", ["--model", "mtt_musicnn"], peer_default),
+                (f"embedkit fastest: `… {args.fast_flags}`", "MSD_vgg", args.fast_flags.split(), peer_vgg))
+        for label, net, flags, same in runs:
             store = Path(tmp) / f"store{len(rows)}"
             wall, _ = timed([exe, "embed", "--from-list", str(lst), "--store", str(store), "-q", *flags])
             rel = f"{wall / peer_default:.2f}" if peer_default else "n/a"
-            rows.append([label, f"{wall:.1f}", f"{audio_s / wall:.0f}×", rel, ""])
+            like = f"{wall / same:.2f}" if same else "n/a"
+            rows.append([label, net, f"{wall:.1f}", f"{audio_s / wall:.0f}×", rel, like, "", f"{LOADS[-1]:.1f}"])
             log(f"{label}: {wall:.1f} s")
             shutil.rmtree(store, ignore_errors=True)
-    table = markdown_table(["run (whole process, same files)", "wall s", "× real time", "÷ peer default", "patches"], rows)
+    table = markdown_table(["run (whole process, same files)", "network", "wall s", "× real time",
+                            "÷ peer default (default vs default)", "÷ peer, same network, batch 1 (like with like)",
+                            "patches", "load at start"], rows)
     why = "" if ok else f"\n\nThe peer could not be run: {how}."
-    body = (f"{table}{why}\n\n{len(files)} Debian tracks ({audio_s / 60:.1f} min; {', '.join(exts)}), model MSD_vgg "
-            f"with all features, each run a fresh process (imports, model load, decoding included). Target: "
+    body = (f"{table}{why}\n\n{len(files)} Debian tracks ({audio_s / 60:.1f} min; {', '.join(exts)}), each run a fresh process (imports, model load, decoding "
+            f"included), the timing lock held for each. The peer's default model is MTT_musicnn, embedkit's msd_vgg "
+            f"(0.59 vs 0.94 GFLOP per second of audio for the musicnn graph): the default-vs-default column compares "
+            f"what each tool does when called plainly, the like-with-like column the same network. Target: "
             f"embedkit's default ≤ 0.15 of the peer default's wall time. Load average at start {load[0]:.1f} / "
             f"{load[1]:.1f} / {load[2]:.1f} on {machine_line()}"
-            + (" — loaded by other jobs; rerun on a quiet machine." if load[0] > 2.5 else "."))
+            + (" — loaded by other jobs (see each row's load): wall times are upper bounds."
+               if max([load[0], *LOADS]) > 2.5 else "."))
     print(body)
     if not args.no_write:
         write_section("peer speed", body, script="benchmarks/peer_speed.py")

@@ -196,9 +196,10 @@ excerpt_option = click.option(
     "--excerpt", type=FiniteFloat(min=3.0, unit=" s (one 3-s patch)"), default=None, metavar="SECONDS",
     help="Embed only a centred excerpt of this many seconds of each file (MSD used 30-s previews; at least 3).")
 precision_option = click.option(
-    "--precision", type=click.Choice(["fp32", "bf16", "int8", "auto"], case_sensitive=False), default=None,
-    help="Numeric precision of the network: fp32 (the reference; default), bf16, int8, or auto (the fastest that "
-         "meets its fidelity bar on this machine). A store keeps the precision it was made with.")
+    "--precision", type=click.Choice(["fp32", "bf16", "int8", "int8dyn", "auto"], case_sensitive=False), default=None,
+    help="Numeric precision of the network: fp32 (the reference; default), bf16, int8 (full integer), int8dyn "
+         "(int8 weights, activations quantized at run time), or auto (the fastest that meets its fidelity bar on "
+         "this machine). A store keeps the precision it was made with.")
 
 
 # ---- inputs --------------------------------------------------------------------------------------------

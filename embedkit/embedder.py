@@ -105,7 +105,7 @@ class Embedder:
     Several models (``"msd_vgg+msd_musicnn"``) share one decode and one log-mel: every network runs on the
     same patches and the per-patch features are concatenated in model order, blocks named
     ``"msd_vgg:pool1"`` ... ``"msd_musicnn:penultimate"`` (`embedkit.composite`); tags likewise
-    (``"msd_vgg:rock"``). ``precision`` is ``fp32`` (default, the reference), ``bf16``, ``int8`` or ``auto``
+    (``"msd_vgg:rock"``). ``precision`` is ``fp32`` (default, the reference), ``bf16``, ``int8``, ``int8dyn`` or ``auto``
     (`embedkit.precision`).
 
     >>> emb = Embedder.from_pretrained("msd_vgg")          # doctest: +SKIP
@@ -457,10 +457,10 @@ def _decode_into(i: int, path: str, excerpt_s: float | None, work: queue.Queue, 
 
 def _load_network(card: dict, weights_path: str, layout: FeatureLayout, *, batch_size: int, precision: str):
     """The runnable network of one model card at ``precision`` (table-driven: the card's ``architecture``)."""
-    if precision == "int8":
+    if precision in ("int8", "int8dyn"):
         from .quantized import QuantizedNetwork
 
-        return QuantizedNetwork(card, weights_path, layout, batch_size=batch_size)
+        return QuantizedNetwork(card, weights_path, layout, batch_size=batch_size, precision=precision)
     from .network import Network
 
     return Network(card["architecture"], weights_path, layout, batch_size=batch_size, precision=precision,

@@ -6,6 +6,8 @@
   (slower than fp32) elsewhere.
 * ``int8``: full-integer TensorFlow Lite model (int8 weights and activations, per-channel weight scales),
   calibrated on real music (`embedkit.quantized`).
+* ``int8dyn``: dynamic-range TensorFlow Lite model: int8 weights (per-channel scales), activations quantized
+  to int8 at run time with each patch's own range, float32 between the convolutions; no calibration.
 * ``auto``: the fastest precision this machine runs that meets its fidelity bar (`FIDELITY_BARS`), found
   by timing each candidate here and comparing its vectors with fp32's on real music; cached in
   ``$EMBEDKIT_HOME/precision.json``.
@@ -23,12 +25,13 @@ from pathlib import Path
 
 from .errors import EmbedkitError
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "int8dyn")
 CHOICES = (*PRECISIONS, "auto")
 DEFAULT = "fp32"
 #: minimum cosine similarity of track vectors to fp32 on real music
-FIDELITY_BARS = {"fp32": 1.0, "bf16": 0.999, "int8": 0.995}
-_ALIASES = {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "mixed_bfloat16": "bf16", "i8": "int8", "qint8": "int8"}
+FIDELITY_BARS = {"fp32": 1.0, "bf16": 0.999, "int8": 0.995, "int8dyn": 0.995}
+_ALIASES = {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "mixed_bfloat16": "bf16", "i8": "int8", "qint8": "int8",
+            "int8-dynamic": "int8dyn", "int8-dyn": "int8dyn", "dynamic-int8": "int8dyn", "dynamic": "int8dyn"}
 
 
 def check(precision: str | None) -> str:
@@ -73,13 +76,13 @@ def has_gpu() -> bool:
 
 
 def native(precision: str, flags: set[str] | None = None) -> bool:
-    """Whether the CPU computes ``precision`` in hardware (bf16: AVX-512 BF16 or AMX-BF16; int8: VNNI or AVX2)."""
+    """Whether the CPU computes ``precision`` in hardware (bf16: AVX-512 BF16 or AMX-BF16; int8, int8dyn: VNNI or AVX2)."""
     flags = cpu_flags() if flags is None else flags
     if precision == "fp32":
         return True
     if precision == "bf16":
         return bool(flags & {"avx512_bf16", "amx_bf16"})
-    if precision == "int8":
+    if precision in ("int8", "int8dyn"):
         return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "avx2"})
     return False
 
@@ -96,7 +99,7 @@ def _machine_key(model: str) -> str:
     cpu = cpu_model()
     tf = import_tensorflow()
     gpu = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    return f"{model}|{cpu}|{os.cpu_count()}|{gpu}|tf{tf.__version__}"
+    return f"{model}|{cpu}|{os.cpu_count()}|{gpu}|tf{tf.__version__}|{','.join(PRECISIONS)}"
 
 
 def time_precision(model: str, precision: str, *, batch_size: int = 32, seconds: float = 2.0) -> float:
@@ -142,7 +145,7 @@ def resolve(precision: str | None, model: str = "msd_vgg", *, batch_size: int = 
     Candidates are fp32 and the precisions the hardware computes natively (`native`; bf16 also on a GPU).
     Each candidate is timed (`time_precision`) and its track vectors compared with fp32's on real music
     (`fidelity`); one below its bar in `FIDELITY_BARS` is never chosen. The result is cached per machine,
-    model and TensorFlow version in ``$EMBEDKIT_HOME/precision.json`` (the first call takes ~1 min).
+    model, TensorFlow version and list of precisions in ``$EMBEDKIT_HOME/precision.json`` (the first call takes ~1 min).
     """
     p = check(precision)
     if p != "auto":

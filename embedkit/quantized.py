@@ -1,15 +1,24 @@
-"""int8 networks: full-integer TensorFlow Lite models calibrated on real music (issue 15).
+"""int8 networks through TensorFlow Lite (issue 15): ``int8`` (full integer) and ``int8dyn`` (dynamic range).
 
-The Keras backbone (float32 weights) plus its per-block mean pooling is frozen and converted by the
+``int8``: the Keras backbone (float32 weights) plus its per-block mean pooling is frozen and converted by the
 TensorFlow Lite converter with post-training full-integer quantization: int8 weights (per-channel scales),
 int8 activations whose ranges come from a representative dataset of real music (log-mel patches of the
-calibration audio, see `calibration_files`). Inputs and outputs stay float32. The converted model is cached
-next to the weights (``$EMBEDKIT_HOME/models/<name>/int8-<key>.tflite``, key = weights + TensorFlow version
-+ calibration patches), so the calibration runs once per machine and the vectors are reproducible.
+calibration audio, see `calibration_files`). Measured here it stays below its fidelity bar (track cosine
+≈ 0.96: one int8 scale per activation tensor cannot hold channels whose ranges differ by orders of magnitude;
+keeping BN, pooling and the logits in float does not lift it past 0.965).
 
-Calibration audio: ``$EMBEDKIT_CALIBRATION_AUDIO`` (a folder of music), else the project's real-music
-fixtures (``../shared/data/fixtures/audio`` or ``$EMBEDKIT_SHARED``); without either, int8 refuses with
-a one-line message naming the variable. Interpreter: LiteRT (``ai_edge_litert``) when installed, else
+``int8dyn``: post-training *dynamic-range* quantization of the same graph: int8 weights (per-channel scales),
+activations quantized to int8 on the fly, each patch with its own range computed at run time, int32
+accumulation, float32 everywhere between the convolutions. No calibration audio is needed; a patch's outputs
+do not depend on the other patches of its batch (checked by tests).
+
+Inputs and outputs stay float32. The converted model is cached next to the weights
+(``$EMBEDKIT_HOME/models/<name>/<precision>-<key>.tflite``, key = recipe + weights + TensorFlow version
+(+ calibration patches for ``int8``)), so a conversion runs once per machine and the vectors are reproducible.
+
+Calibration audio (``int8`` only): ``$EMBEDKIT_CALIBRATION_AUDIO`` (a folder of music), else the project's
+real-music fixtures (``../shared/data/fixtures/audio`` or ``$EMBEDKIT_SHARED``); without either, int8 refuses
+with a one-line message naming the variable. Interpreter: LiteRT (``ai_edge_litert``) when installed, else
 ``tf.lite.Interpreter`` (XNNPACK delegate).
 """
 from __future__ import annotations
@@ -29,8 +38,11 @@ from .network import PatchOutputs
 #: patches taken from each calibration file (from its middle), and the most files used
 CAL_PATCHES_PER_FILE = 8
 CAL_MAX_FILES = 40
-#: bump when the conversion recipe changes (part of the cache key)
+#: bump when a conversion recipe changes (part of the cache key)
 RECIPE = "int8-ptq-v1"
+RECIPE_DYNAMIC = "int8-dynamic-range-v1"
+#: the TFLite precisions this module builds
+MODES = ("int8", "int8dyn")
 
 
 def calibration_dir() -> Path | None:
@@ -94,8 +106,12 @@ def _interpreter(model_path: str, threads: int):
             return tf.lite.Interpreter(model_path=model_path, num_threads=threads)
 
 
-def convert(card: dict, weights_path: str, layout: FeatureLayout, calibration: np.ndarray, *, batch: int = 8) -> bytes:
-    """The int8 TFLite flatbuffer of a model: outputs ``o00_logits`` then ``oKK_<block>`` (pooled), float32."""
+def convert(card: dict, weights_path: str, layout: FeatureLayout, calibration: np.ndarray | None, *,
+            batch: int = 8) -> bytes:
+    """The int8 TFLite flatbuffer of a model: outputs ``o00_logits`` then ``oKK_<block>`` (pooled), float32.
+
+    ``calibration`` ``(n, 187, 96) float32`` patches: full-integer quantization calibrated on them (``int8``);
+    ``None``: dynamic-range quantization (``int8dyn``: int8 weights, activations quantized at run time)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from . import inputs
@@ -131,7 +147,8 @@ def convert(card: dict, weights_path: str, layout: FeatureLayout, calibration: n
                 chunk = np.concatenate([chunk, calibration[: batch - chunk.shape[0]]])
             yield [chunk]
 
-    conv.representative_dataset = representative
+    if calibration is not None:
+        conv.representative_dataset = representative
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return conv.convert()
@@ -140,32 +157,39 @@ def convert(card: dict, weights_path: str, layout: FeatureLayout, calibration: n
 class QuantizedNetwork:
     """The `embedkit.network.Network` interface over an int8 TFLite model (same outputs, float32).
 
-    The model is converted for batches of exactly ``batch_size`` (one cached file per batch size); a partial
-    batch is zero-padded. Rows never interact (static quantization ranges), so a patch's outputs do not
-    depend on its batch.
+    ``precision``: ``int8`` (full integer, calibrated) or ``int8dyn`` (dynamic range). The model is converted
+    for batches of exactly ``batch_size`` (one cached file per batch size); a partial batch is zero-padded.
+    Rows never interact (static ranges for int8, per-row run-time ranges for int8dyn), so a patch's outputs
+    do not depend on its batch.
     """
 
-    precision = "int8"
-
-    def __init__(self, card: dict, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32) -> None:
+    def __init__(self, card: dict, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32,
+                 precision: str = "int8") -> None:
         from . import inputs, pretrained
         from ._tf import import_tensorflow
 
+        if precision not in MODES:
+            raise ValueError(f"QuantizedNetwork builds {', '.join(MODES)}, not {precision!r}")
         tf = import_tensorflow()
+        self.precision = precision
         self.layout = layout
         self.batch_size = max(int(batch_size), 1)
         self.n_labels = len(card["labels"])
         kind = inputs.for_card(card)
         self._shape = kind.patch_shape
-        cal = calibration_patches(kind.name)
+        cal = calibration_patches(kind.name) if precision == "int8" else None
         key = hashlib.sha256()
-        for part in (RECIPE, tf.__version__, str(card.get("weights_sha256") or pretrained.sha256_file(weights_path)),
+        for part in (RECIPE if cal is not None else RECIPE_DYNAMIC, tf.__version__,
+                     str(card.get("weights_sha256") or pretrained.sha256_file(weights_path)),
                      ",".join(layout.names), f"batch{self.batch_size}"):
             key.update(part.encode())
-        key.update(np.ascontiguousarray(cal).tobytes())
-        self.calibration_sha256 = hashlib.sha256(np.ascontiguousarray(cal).tobytes()).hexdigest()
-        self.n_calibration_patches = int(cal.shape[0])
-        path = Path(weights_path).parent / f"int8-{key.hexdigest()[:16]}.tflite"
+        if cal is not None:
+            key.update(np.ascontiguousarray(cal).tobytes())
+            self.calibration_sha256 = hashlib.sha256(np.ascontiguousarray(cal).tobytes()).hexdigest()
+            self.n_calibration_patches = int(cal.shape[0])
+        else:
+            self.calibration_sha256, self.n_calibration_patches = None, 0
+        path = Path(weights_path).parent / f"{precision}-{key.hexdigest()[:16]}.tflite"
         if not path.exists():
             blob = convert(card, weights_path, layout, cal, batch=self.batch_size)
             tmp = path.with_suffix(f".tmp{os.getpid()}")

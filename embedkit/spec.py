@@ -34,10 +34,10 @@ import numpy as np
 
 from .errors import EmbedkitError, ModelMismatchError
 from .features import AGGREGATIONS, Block, FeatureLayout, parse_layer_list
+from .precision import PRECISIONS  # the one list of precisions (issue 15)
 
 SPEC_KIND = "vector_spec"
 SPEC_FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "bf16", "int8")
 #: separator of a qualified block name in multi-model specs: ``"msd_musicnn:penultimate"``.
 QUALIFIER = ":"
 #: separator of model names in a multi-model name: ``"msd_vgg+msd_musicnn"``.

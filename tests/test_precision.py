@@ -33,9 +33,10 @@ def fp32_vectors(embedder, clips):
 def test_names_and_bars():
     assert precision.check(None) == "fp32" and precision.check("BF16") == "bf16" and precision.check("auto") == "auto"
     assert precision.check("bfloat16") == "bf16"
-    with pytest.raises(EmbedkitError, match="unknown precision 'fp8'; choose one of fp32, bf16, int8, auto"):
+    assert precision.check("int8-dynamic") == "int8dyn"
+    with pytest.raises(EmbedkitError, match="unknown precision 'fp8'; choose one of fp32, bf16, int8, int8dyn, auto"):
         precision.check("fp8")
-    assert precision.FIDELITY_BARS == {"fp32": 1.0, "bf16": 0.999, "int8": 0.995}
+    assert precision.FIDELITY_BARS == {"fp32": 1.0, "bf16": 0.999, "int8": 0.995, "int8dyn": 0.995}
     assert precision.native("bf16", {"avx2"}) is False and precision.native("bf16", {"avx512_bf16"}) is True
 
 
@@ -90,11 +91,41 @@ def test_int8_runs_on_real_music_close_to_fp32(int8_result):
     assert top_diff <= 1, top_diff
 
 
-@pytest.mark.xfail(strict=True, reason="TensorFlow Lite post-training int8 of msd_vgg stays below the 0.995 bar "
-                                       "(track cosine ≈ 0.96-0.98 on the reference clips); auto never picks it")
+@pytest.mark.xfail(strict=True, reason="TensorFlow Lite full-integer post-training int8 of msd_vgg stays below the "
+                                       "0.995 bar: measured track cosine min 0.958 (mean 0.970) on 15 held-out clips, "
+                                       "0.96-0.98 on the reference clips; with BN, pooling and logits kept in float "
+                                       "(quantization debugger denylist) 0.964; auto never picks it")
 def test_int8_meets_its_bar_on_real_music(int8_result):
     cosines, _, _ = int8_result
     assert min(cosines) >= precision.FIDELITY_BARS["int8"], cosines
+
+
+@pytest.fixture(scope="module")
+def int8dyn_embedder():
+    from embedkit import Embedder
+
+    if not precision.native("int8dyn"):
+        pytest.skip("this CPU has neither AVX2 nor VNNI: TFLite's int8 kernels would be emulated")
+    return Embedder.from_pretrained("msd_vgg", precision="int8dyn")
+
+
+def test_int8dyn_meets_its_bar_on_real_music(int8dyn_embedder, clips, fp32_vectors):
+    """Dynamic-range int8 (int8 weights, activations quantized per patch at run time) on the reference clips."""
+    cosines, tag_diff, top_diff = _run("int8dyn", clips, fp32_vectors)
+    assert min(cosines) >= precision.FIDELITY_BARS["int8dyn"], cosines
+    assert tag_diff < 0.05 and top_diff == 0, (tag_diff, top_diff)
+
+
+def test_int8dyn_patch_does_not_depend_on_its_batch(int8dyn_embedder, clips):
+    """Run-time activation ranges are per patch: a patch's outputs are the same whatever shares its batch."""
+    from embedkit import audio, frontend
+
+    x = np.concatenate([frontend.make_patches(frontend.logmel(audio.load(c))).data for c in clips[:3]])
+    assert x.shape[0] >= 4
+    alone = int8dyn_embedder.forward(x[:1])
+    crowd = int8dyn_embedder.forward(x[[0, *range(x.shape[0] - 1, 0, -1)]])
+    assert np.array_equal(alone.features[0], crowd.features[0]) and np.array_equal(alone.tags[0], crowd.tags[0])
+    assert not np.array_equal(crowd.features[0], crowd.features[1])  # different patches, different outputs
 
 
 def test_auto_never_picks_a_precision_below_its_bar(tmp_path, monkeypatch):
@@ -102,10 +133,10 @@ def test_auto_never_picks_a_precision_below_its_bar(tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDKIT_HOME", str(tmp_path))
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     monkeypatch.setattr(precision, "has_gpu", lambda: False)
-    speed = {"fp32": 1.0, "bf16": 0.6, "int8": 0.3}
+    speed = {"fp32": 1.0, "bf16": 0.6, "int8": 0.3, "int8dyn": 0.7}
     monkeypatch.setattr(precision, "time_precision", lambda model, p, **kw: speed[p])
-    monkeypatch.setattr(precision, "fidelity", lambda model, p, **kw: {"bf16": 0.9995, "int8": 0.97}[p])
-    assert precision.resolve("auto", "msd_vgg") == "bf16"  # int8 is fastest but below 0.995
+    monkeypatch.setattr(precision, "fidelity", lambda model, p, **kw: {"bf16": 0.9995, "int8": 0.97, "int8dyn": 0.997}[p])
+    assert precision.resolve("auto", "msd_vgg") == "bf16"  # int8 is fastest but below 0.995; int8dyn is slower
     cached = (tmp_path / "precision.json").read_text()
     assert '"choice": "bf16"' in cached and "0.97" in cached
     monkeypatch.setattr(precision, "fidelity", lambda model, p, **kw: 0.5)
