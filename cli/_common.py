@@ -199,8 +199,15 @@ def _silence_stdout() -> None:
 
 
 def emit_json(obj: Any) -> None:
-    """Write one JSON document to stdout (numpy scalars and arrays converted)."""
-    click.echo(json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False))
+    """Write one JSON document to stdout (numpy scalars and arrays converted). A file name that is not UTF-8
+    (a str with surrogate escapes) is written as ``\\udcNN`` escapes: valid JSON, and Python's ``json.loads``
+    + ``os.fsencode`` give back its bytes."""
+    text = json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False)
+    if not text.isascii():
+        import re
+
+        text = re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    click.echo(text)
 
 
 def _json_default(o: Any) -> Any:

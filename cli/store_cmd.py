@@ -43,6 +43,8 @@ def info(store_path: str, all_failures: bool, as_json: bool) -> None:
         f"items:      {d['embedded']} embedded, {d['failed']} failed, {d['missing']} missing",
         "integrity:  sha256 per commit"
         + (f"; {d['unchecked_rows']} rows from embedkit 0.1 without checksums" if d["unchecked_rows"] else "")
+        + ("; a checksum per item row" if d["item_rows_sealed"] else "; item rows without checksums (embedkit 0.1; "
+           "verify --repair seals them)")
         + f" (check: embedkit store verify {d['path']})",
         f"audio:      {d['audio_hours']:.2f} h embedded",
         f"extras:     {', '.join(extras) or 'none'}",
@@ -111,6 +113,7 @@ def export(store_path: str, fmt: str, output: str, shard_rows: int | None, patch
         raise click.UsageError("--shard-rows is only supported with --format parquet")
     shards = None
     with Store.open(store_path) as st:
+        _check_path_text(st, fmt)
         if sharded:
             from embedkit.interchange import SHARD_ROWS, write_parquet_shards
 
@@ -201,6 +204,35 @@ def verify(store_path: str, repair: bool, wait: float, as_json: bool) -> None:
 from .serve_cmd import store_map as _store_map  # noqa: E402
 
 store.add_command(_store_map)
+
+
+def _check_path_text(st, fmt: str) -> None:
+    """Paths that are not UTF-8 (legal Linux file names): parquet cannot hold them (one-line error before any
+    work); csv writes their raw bytes, and says so on stderr."""
+    from embedkit.export import ExportError
+
+    odd = [it for it in st.items("ok") if not _is_utf8(it.path)]
+    if not odd:
+        return
+    from ._common import display_path
+
+    shown = display_path(odd[0].path)
+    if fmt == "parquet":
+        raise ExportError(f"{st.path}: {len(odd)} item path(s) are not valid UTF-8 (e.g. id {odd[0].id}: {shown}) and "
+                          "parquet strings must be; export with --format npz or csv (they keep the raw bytes), or "
+                          "rename the files and embed again")
+    if fmt == "csv":
+        from ._common import log
+
+        log.warning(f"note: {len(odd)} path(s) are not valid UTF-8 (e.g. {shown}); written as their raw bytes")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _layers(d: dict) -> str:

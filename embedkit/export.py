@@ -77,7 +77,7 @@ def write_embeddings(out: str | os.PathLike, results: Sequence, *, labels: Seque
         atomic_write(out, lambda f: np.save(f, vectors.astype(np.float32)))
     elif ext == ".csv":
         def write_csv(f: Any) -> None:
-            t = io.TextIOWrapper(f, encoding="utf-8", newline="")
+            t = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")  # non-UTF-8 names: raw
             w = csv.writer(t)
             w.writerow(["path", *[f"{c['name']}_{k}" for c in layout for k in range(c["stop"] - c["start"])]])
             for p, v in zip(paths, vectors):
@@ -145,10 +145,17 @@ def export_store(st: Any, output: str | os.PathLike, *, fmt: str = "npz", patche
                 w.writerow(row)
 
         if str(output) == "-":
-            write_csv(sys.stdout)
+            sys.stdout.flush()
+            out = getattr(sys.stdout, "buffer", None)
+            t = sys.stdout if out is None else io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape",
+                                                                 newline="")
+            write_csv(t)
+            t.flush()
+            if out is not None:
+                t.detach()
         else:
-            def write_bytes(f: Any) -> None:
-                t = io.TextIOWrapper(f, encoding="utf-8", newline="")
+            def write_bytes(f: Any) -> None:  # file names that are not UTF-8 are written as their raw bytes
+                t = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
                 write_csv(t)
                 t.flush()
                 t.detach()

@@ -256,15 +256,7 @@ def test_intact_copy_answers_and_every_file_is_covered(pristine):
 
 #: (damaged file, command) -> why it still fails and whose area it is. Failures listed here make the test
 #: xfail (named in the reason) instead of fail; any other failure fails it. Keep this list honest and short.
-KNOWN_OPEN: dict[tuple[str, str, str], str] = {
-    ("st/items.sqlite", "*", "different answer"):
-        "engineer A (store): the fields of an item row (path, status, duration, row numbers) carry no checksum, and "
-        "SQLite does not check an index b-tree against its table on read: a flipped byte inside a row changes that "
-        "item's path or duration in the answer, or one in the items_status index drops an item from "
-        "'WHERE status = ok' answers, with exit 0. Open: a per-row checksum column (legacy rows accepted, added by "
-        "'store verify --repair') checked on every row read, plus a row count kept in 'meta' checked against the "
-        "rows read",
-}
+KNOWN_OPEN: dict[tuple[str, str, str], str] = {}
 
 
 def _key(failure: str) -> tuple[str, str, str]:

@@ -5,8 +5,9 @@ Layout of a store directory::
     STORE/
       manifest.json       the vector spec (model, fingerprints, dim, layout, aggregation, ...) + shard settings
       items.sqlite        item table (SQLite, WAL journal): id, path, size, mtime, sha256, duration,
-                          sample rate, status ("ok" | "failed" | "missing"), error, row of the vector;
-                          committed row counts; sha256 of every committed shard segment; manifest copy
+                          sample rate, status ("ok" | "failed" | "missing"), error, row of the vector,
+                          crc (blake2b-64 of the row's own fields); committed row counts and the number
+                          of item rows (meta); sha256 of every committed shard segment; manifest copy
       shards/vec-00000.f32     track vectors, raw little-endian float32, ``(rows, dim)`` row-major
       shards/tag-00000.f32     optional tag probabilities, ``(rows, n_tags)``, same rows as vec
       shards/pvec-00000.f32    optional per-patch vectors, ``(patch_rows, patch_dim)``

@@ -10,6 +10,7 @@ writer trims — after it has checked that the manifest, the item table and the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,8 +25,9 @@ from ..sidecar import os_error_text, sha256_file, write_text
 from ..spec import SpecMismatchError, VectorSpec
 from .errors import StoreCorruptError, StoreError, StoreExistsError, StoreMismatchError, verify_hint
 from .items import (
-    DB, ITEM_COLUMNS, SEGMENTS_SCHEMA, STATUSES, Conn, Item, connect, create_db, item_from_row, read_manifest_copy,
-    stat_matches, write_manifest_copy,
+    DB, ITEM_COLUMNS, SEGMENTS_SCHEMA, STATUSES, Conn, Item, check_row, check_values, connect, create_db, db_path,
+    has_crc_column, item_from_row, normalise_row, read_manifest_copy, read_meta, row_crc, stat_matches,
+    write_manifest_copy,
 )
 from .lock import LOCK, acquire_lock, release_lock
 from .manifest import DEFAULT_SHARD_ROWS, MANIFEST, manifest_text, new_manifest, read_manifest
@@ -64,6 +66,9 @@ class Store:
         pdim = manifest.get("patch_dim")
         self._pvec = Shards(sdir, "pvec", pdim, "float32", rows["patch"]) if pdim else None
         self._pstart = Shards(sdir, "pstart", 1, "float64", rows["patch"]) if pdim else None
+        self._has_crc = has_crc_column(conn)
+        self._table_cache: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
+        self._sealed = False  # set by _committed_counts: meta holds n_items (every row carries its crc)
         self._n_rows, self._n_patch_rows = self._committed_counts()
         self._pending_rows, self._pending_patch_rows = self._n_rows, self._n_patch_rows
         self._load_segments()
@@ -144,6 +149,8 @@ class Store:
             if mode == "a":
                 st._trim()
                 st._keep_manifest_copy()
+                if not st._sealed:
+                    st._seal()
             st.check_compatible(settings_fingerprint=fingerprint, model_fingerprint=model_fingerprint)
             if spec is not None:
                 st.check_spec(spec)
@@ -213,6 +220,24 @@ class Store:
                     f"{db}: the meta table commits {limit} {s.prefix} rows but checksums exist up to row "
                     f"{max(b for _, b, _ in segs)} (edited or damaged item table); {hint}")
             s.check(limit)
+        if self.mode == "a":
+            self._scan_rows()  # a writer starts from rows that all pass their checksums, none missing
+
+    def _seal(self) -> None:
+        """Give every row of an embedkit 0.1 store its checksum and record the row count (one transaction)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_crc:
+                self._conn.execute("ALTER TABLE items ADD COLUMN crc TEXT")
+            rows = self._conn.fetchall(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items NOT INDEXED ORDER BY id")
+            for r in rows:
+                self._conn.execute("UPDATE items SET crc = ? WHERE id = ?", (row_crc(r), r[0]))
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('n_items', ?)", (len(rows),))
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._has_crc = self._sealed = True
 
     def _trim(self) -> None:
         for s in self._shards():
@@ -298,7 +323,7 @@ class Store:
         return self.manifest["layout"]
 
     def __len__(self) -> int:
-        return int(self._conn.fetchone("SELECT COUNT(*) FROM items WHERE status = 'ok'")[0])
+        return int(np.count_nonzero(self._table()["status"] == 0))
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, n={len(self)}, dim={self.dim}, model={self.manifest.get('model')!r})"
@@ -328,15 +353,96 @@ class Store:
     # ---- read API ----------------------------------------------------------------------------
 
     def _committed_counts(self) -> tuple[int, int]:
-        rows = dict(self._conn.fetchall("SELECT key, value FROM meta"))
+        rows = read_meta(self._conn)
+        self._sealed = "n_items" in rows
+        if self._sealed and not self._has_crc:  # a writer sealed this 0.1 store since we opened it
+            self._has_crc = has_crc_column(self._conn)
+        if self._sealed != self._has_crc:
+            what = "no 'n_items' row count" if self._has_crc else "a row count but items without checksums"
+            raise StoreCorruptError(f"{self.path / DB}: the meta table holds {what} (edited or damaged item table); "
+                                    f"{verify_hint(self.path)}")
         out = []
-        for key in ("n_rows", "n_patch_rows"):
+        for key in ("n_rows", "n_patch_rows", *(("n_items",) if self._sealed else ())):
             v = rows.get(key, 0)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise StoreCorruptError(f"{self.path / DB}: meta '{key}' is {v!r:.30}, not a row count "
                                         f"(edited or damaged item table); {verify_hint(self.path)}")
             out.append(int(v))
         return out[0], out[1]
+
+    # ---- reading item rows (every row checked against its crc) --------------------------------
+
+    def _columns(self) -> str:
+        return ", ".join(ITEM_COLUMNS) + (", crc" if self._has_crc else "")
+
+    def _select(self, where: str, params: Sequence[Any] = (), *, indexed: bool = False) -> list[Item]:
+        """Items matching ``where``, ascending id, each checked against its checksum. ``indexed``: let SQLite
+        use an index (point lookups by path or hash; callers check the key of what comes back)."""
+        sql = (f"SELECT {self._columns()} FROM items{'' if indexed else ' NOT INDEXED'} WHERE {where} "
+               "ORDER BY id")
+        return [check_row(self.path / DB, r, sealed=self._sealed) for r in self._conn.fetchall(sql, params)]
+
+    def _scan(self) -> list[Item]:
+        """Every item, ascending id (see `_scan_rows`)."""
+        return [item_from_row(r) for r in self._scan_rows()]
+
+    def _table(self) -> dict[str, np.ndarray]:
+        """Columns of every item, checked by `_scan_rows` and kept until the database changes: ``id``, ``row``,
+        ``patch_row``, ``n_patches`` ``(n,) int64`` (-1 = NULL), ``status`` ``(n,) int8`` (index in `STATUSES`),
+        ``duration_s`` ``(n,) float64`` (NaN = NULL)."""
+        key = self._conn.version
+        if self._table_cache is not None and self._table_cache[0] == key:
+            return self._table_cache[1]
+        rows = self._scan_rows()
+        pos = {c: ITEM_COLUMNS.index(c) for c in ("id", "row", "patch_row", "n_patches", "status", "duration_s")}
+        code = {s: i for i, s in enumerate(STATUSES)}
+
+        def ints(c: str) -> np.ndarray:
+            i = pos[c]
+            return np.fromiter((-1 if r[i] is None else r[i] for r in rows), dtype=np.int64, count=len(rows))
+
+        table = {c: ints(c) for c in ("id", "row", "patch_row", "n_patches")}
+        table["status"] = np.fromiter((code.get(r[pos["status"]], -1) for r in rows), dtype=np.int8, count=len(rows))
+        i = pos["duration_s"]
+        table["duration_s"] = np.fromiter((np.nan if r[i] is None else r[i] for r in rows), dtype=np.float64,
+                                          count=len(rows))
+        self._table_cache = (key, table)
+        return table
+
+    def _scan_rows(self) -> list[Sequence[Any]]:
+        """Every item row (`ITEM_COLUMNS` values), ascending id, read without any index, each row checked against
+        its checksum and their number against the meta table's ``n_items`` (one snapshot): damage that hides
+        rows is an error."""
+        own = not self._conn.in_transaction
+        if own:
+            self._conn.execute("BEGIN")
+        try:
+            rows = self._conn.fetchall(f"SELECT {self._columns()} FROM items NOT INDEXED ORDER BY id")
+            n = read_meta(self._conn).get("n_items") if self._sealed else None
+        finally:
+            if own:
+                self._conn.commit()
+        db, sealed, width = self.path / DB, self._sealed, len(ITEM_COLUMNS)
+        if self._has_crc:
+            for r in rows:
+                if r[width] != row_crc(r[:width]):
+                    check_values(db, r, sealed=sealed)  # raises, naming the row (or passes an unsealed NULL)
+            items = [r[:width] for r in rows]
+        else:
+            items = rows
+        if self._sealed and n != len(items):
+            raise StoreCorruptError(f"{self.path / DB}: the item table holds {len(items)} rows but its meta table "
+                                    f"counts {n!r:.20} (rows lost to damage, or a damaged count); "
+                                    f"{verify_hint(self.path)}")
+        return items
+
+    def _by_path(self, path: str) -> Item | None:
+        """The item stored under exactly ``path`` (index lookup; the row found must hold that path)."""
+        r = self._select("path = ?", (db_path(path),), indexed=True)
+        if r and r[0].path != os.fspath(path):
+            raise StoreCorruptError(f"{self.path / DB}: the path index leads to item {r[0].id} for another path "
+                                    f"(damaged index); {verify_hint(self.path)}")
+        return r[0] if r else None
 
     def refresh(self) -> None:
         """Re-read the committed row counts (a reader sees rows another process committed since)."""
@@ -352,27 +458,26 @@ class Store:
 
     def ids(self) -> np.ndarray:
         """Ids of the embedded (status "ok") items, ascending, ``(n,) int64``."""
-        r = self._conn.fetchall("SELECT id FROM items WHERE status = 'ok' ORDER BY id")
-        return np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r))
+        t = self._table()
+        return t["id"][t["status"] == 0].copy()
 
     def _rows_for(self, ids: Sequence[int] | np.ndarray | None, column: str = "row") -> tuple[np.ndarray, np.ndarray]:
         """(ids, rows) for embedded items; ``ids`` None = all in ascending id order."""
         if ids is not None and np.size(ids) <= 512:  # a few ids: look them up, not the whole table
             want = np.asarray(ids, dtype=np.int64).ravel()
             uniq = [int(i) for i in np.unique(want)]
-            r = self._conn.fetchall(f"SELECT id, {column} FROM items WHERE status = 'ok' AND id IN "
-                                    f"({', '.join('?' * len(uniq))})", uniq) if uniq else []
+            r = self._select(f"status = 'ok' AND id IN ({', '.join('?' * len(uniq))})", uniq) if uniq else []
             self.refresh()
-            found = {int(i): (-1 if v is None else int(v)) for i, v in r}
+            found = {it.id: (-1 if getattr(it, column) is None else int(getattr(it, column))) for it in r}
             for i in want:
                 if int(i) not in found:
                     raise StoreError(f"{self.path}: no embedded item with id {int(i)}")
             return want, np.array([found[int(i)] for i in want], dtype=np.int64)
-        r = self._conn.fetchall(f"SELECT id, {column} FROM items WHERE status = 'ok' ORDER BY id")
+        t = self._table()
+        ok = t["status"] == 0
         # Row counts only grow, so reading them *after* the items keeps every referenced row in range.
         self.refresh()
-        all_ids = np.fromiter((x[0] for x in r), dtype=np.int64, count=len(r))
-        all_rows = np.fromiter((x[1] if x[1] is not None else -1 for x in r), dtype=np.int64, count=len(r))
+        all_ids, all_rows = t["id"][ok], t[column][ok]
         if ids is None:
             return all_ids, all_rows
         want = np.asarray(ids, dtype=np.int64).ravel()
@@ -422,26 +527,20 @@ class Store:
 
     def items(self, status: str | None = None) -> list[Item]:
         """All items (ascending id), or those with ``status`` ("ok", "failed", "missing")."""
-        cols = ", ".join(ITEM_COLUMNS)
-        if status is None:
-            r = self._conn.fetchall(f"SELECT {cols} FROM items ORDER BY id")
-        else:
-            if status not in STATUSES:
-                raise ValueError(f"status must be one of {STATUSES}, given status={status!r}")
-            r = self._conn.fetchall(f"SELECT {cols} FROM items WHERE status = ? ORDER BY id", (status,))
-        return [item_from_row(x) for x in r]
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, given status={status!r}")
+        return [it for it in self._scan() if status is None or it.status == status]
 
     def get(self, key: int | str | os.PathLike) -> Item | None:
         """The item with id ``key`` (int) or stored path ``key`` (as stored, or its absolute/real form); None
         if unknown. No freshness check: see `resolve` for "which item is this file now"."""
-        cols = ", ".join(ITEM_COLUMNS)
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            r = self._conn.fetchone(f"SELECT {cols} FROM items WHERE id = ?", (int(key),))
-            return item_from_row(r) if r else None
+            r = self._select("id = ?", (int(key),))
+            return r[0] if r else None
         for candidate in _path_forms(key):
-            r = self._conn.fetchone(f"SELECT {cols} FROM items WHERE path = ?", (candidate,))
-            if r:
-                return item_from_row(r)
+            it = self._by_path(candidate)
+            if it is not None:
+                return it
         return None
 
     def resolve(self, key: int | str | os.PathLike, *, by_content: bool = True) -> Item | None:
@@ -505,20 +604,18 @@ class Store:
 
     def find_by_hash(self, sha256: str) -> list[Item]:
         """Items with content hash ``sha256`` that have a vector (status "ok" or "missing")."""
-        cols = ", ".join(ITEM_COLUMNS)
-        r = self._conn.fetchall(f"SELECT {cols} FROM items WHERE sha256 = ? AND row IS NOT NULL ORDER BY id", (sha256,))
-        return [item_from_row(x) for x in r]
+        r = self._select("sha256 = ? AND row IS NOT NULL", (sha256,), indexed=True)
+        return [it for it in r if it.sha256 == sha256]
 
     def counts(self) -> dict[str, int]:
         """``{"ok": n, "failed": n, "missing": n}``."""
-        out = dict.fromkeys(STATUSES, 0)
-        for status, n in self._conn.fetchall("SELECT status, COUNT(*) FROM items GROUP BY status"):
-            out[status] = int(n)
-        return out
+        counts = np.bincount(self._table()["status"].astype(np.int64) + 1, minlength=len(STATUSES) + 1)
+        return {s: int(counts[i + 1]) for i, s in enumerate(STATUSES)}
 
     def total_duration_s(self) -> float:
-        r = self._conn.fetchone("SELECT COALESCE(SUM(duration_s), 0) FROM items WHERE status = 'ok'")
-        return float(r[0])
+        """Seconds of audio of the embedded items."""
+        t = self._table()
+        return float(np.nansum(t["duration_s"][t["status"] == 0]))
 
     def disk_bytes(self) -> int:
         """Bytes on disk of the whole store folder."""
@@ -616,16 +713,30 @@ class Store:
     def _shards(self) -> list[Shards]:
         return [s for s in (self._vec, self._tag, self._pvec, self._pstart) if s is not None]
 
+    def _write_row(self, values: dict, old: Item | None) -> int:
+        """Insert (``old`` None) or replace the row of ``old`` with ``values`` (every column but id; missing ones
+        NULL), with its checksum; keeps the meta row count. Returns the item's id."""
+        v = normalise_row(values)
+        cols = [c for c in ITEM_COLUMNS if c != "id"]
+        if old is None:
+            cur = self._conn.execute(f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                     [v[c] for c in cols])
+            v["id"] = int(cur.lastrowid)
+            self._conn.execute("UPDATE items SET crc = ? WHERE id = ?", (row_crc([v[c] for c in ITEM_COLUMNS]), v["id"]))
+            self._count_items(+1)
+        else:
+            v["id"] = old.id
+            self._conn.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in cols)}, crc = ? WHERE id = ?",
+                               [*(v[c] for c in cols), row_crc([v[c] for c in ITEM_COLUMNS]), v["id"]])
+        return v["id"]
+
+    def _count_items(self, delta: int) -> None:
+        if delta:
+            self._conn.execute("UPDATE meta SET value = value + ? WHERE key = 'n_items'", (int(delta),))
+
     def _upsert(self, values: dict) -> int:
         values = {**values, "updated": time.time()}
-        cols = list(values)
-        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "path")
-        r = self._conn.fetchone(
-            f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(path) DO UPDATE SET {sets} RETURNING id",
-            [values[c] for c in cols],
-        )
-        return int(r[0])
+        return self._write_row(values, self._by_path(values["path"]))
 
     def add_embedded(
         self,
@@ -685,7 +796,7 @@ class Store:
                 self._pending_patch_rows += npat
             return self._upsert(
                 {
-                    "path": str(path),
+                    "path": os.fsdecode(path),
                     "size": None if size is None else int(size),
                     "mtime": None if mtime is None else float(mtime),
                     "sha256": sha256,
@@ -708,7 +819,7 @@ class Store:
         with self.transaction():
             return self._upsert(
                 {
-                    "path": str(path),
+                    "path": os.fsdecode(path),
                     "size": size,
                     "mtime": mtime,
                     "sha256": source.sha256,
@@ -727,11 +838,14 @@ class Store:
         """Point item ``item_id`` at ``new_path`` (a moved or renamed file); status becomes "ok"."""
         self._require_writer()
         with self.transaction():
-            self._conn.execute("DELETE FROM items WHERE path = ? AND id != ?", (str(new_path), int(item_id)))
-            self._conn.execute(
-                "UPDATE items SET path = ?, size = ?, mtime = ?, status = 'ok', error = NULL, updated = ? WHERE id = ?",
-                (str(new_path), size, mtime, time.time(), int(item_id)),
-            )
+            old = self.get(int(item_id))
+            if old is None:
+                return
+            gone = self._conn.execute("DELETE FROM items WHERE path = ? AND id != ?",
+                                      (db_path(new_path), int(item_id))).rowcount
+            self._count_items(-gone)
+            self._write_row({**dataclasses.asdict(old), "path": os.fspath(new_path), "size": size, "mtime": mtime,
+                             "status": "ok", "error": None, "updated": time.time()}, old)
 
     def add_failed(self, path: str | os.PathLike, error: str, *, size: int | None = None, mtime: float | None = None) -> int:
         """Record that ``path`` could not be embedded, with a one-line ``error``; returns its id.
@@ -743,7 +857,7 @@ class Store:
         with self.transaction():
             return self._upsert(
                 {
-                    "path": str(path),
+                    "path": os.fsdecode(path),
                     "size": size,
                     "mtime": mtime,
                     "sha256": None,
@@ -764,10 +878,10 @@ class Store:
         n = 0
         with self.transaction():
             for p in paths:
-                n += self._conn.execute(
-                    "UPDATE items SET status = 'missing', updated = ? WHERE path = ? AND status != 'missing'",
-                    (time.time(), str(p)),
-                ).rowcount
+                old = self._by_path(str(p))
+                if old is not None and old.status != "missing":
+                    self._write_row({**dataclasses.asdict(old), "status": "missing", "updated": time.time()}, old)
+                    n += 1
         return n
 
     def delete(self, paths: Sequence[str]) -> int:
@@ -776,7 +890,8 @@ class Store:
         n = 0
         with self.transaction():
             for p in paths:
-                n += self._conn.execute("DELETE FROM items WHERE path = ?", (str(p),)).rowcount
+                n += self._conn.execute("DELETE FROM items WHERE path = ?", (db_path(p),)).rowcount
+            self._count_items(-n)
         return n
 
     # ---- maintenance -------------------------------------------------------------------------
@@ -809,6 +924,7 @@ class Store:
             "vector_rows": self._n_rows,
             "patch_rows": self._n_patch_rows,
             "unchecked_rows": self._vec.unchecked_rows(self._n_rows),
+            "item_rows_sealed": self._sealed,
             "audio_hours": self.total_duration_s() / 3600.0,
             "disk_bytes": self.disk_bytes(),
             "embedkit_version": m.get("embedkit_version"),

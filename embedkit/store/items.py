@@ -1,6 +1,16 @@
 """The item table ``STORE/items.sqlite``: one row per known file, the committed row counts and the
 checksums of committed shard segments. SQLite, WAL journal, ``synchronous=FULL``.
 
+Row integrity: every item row carries ``crc``, a blake2b-64 digest of its own fields (`row_crc`), and the
+``meta`` table keeps ``n_items``, the number of rows. Readers check the digest of every row they read and
+compare full scans (which never use an index: ``NOT INDEXED``) with ``n_items``, so a flipped byte in a row,
+or damage that drops rows, is an error naming this file instead of a different answer. Stores of embedkit
+0.1 have neither (`sealed` is False): they read as before, and the first writer (or ``store verify
+--repair``) seals them.
+
+Paths are stored as TEXT when they are valid UTF-8, else as a BLOB of their raw bytes (Linux file names
+need not be UTF-8; `db_path` / `item_from_row` convert losslessly both ways).
+
 Also the one freshness rule (`stat_matches`): a stored item is current for a file when path, size and
 mtime match; when they do not, the content hash decides (`Store.is_current`).
 """
@@ -44,6 +54,12 @@ class Item:
 
 
 ITEM_COLUMNS = [f.name for f in fields(Item)]
+#: declared SQLite type of each item column (values are normalised to what SQLite returns for it)
+_REAL = {"mtime", "duration_s", "updated"}
+_TEXT = {"sha256", "status", "error"}
+CRC = "crc"
+#: meta keys a store may hold (``n_items`` only once its rows are sealed with ``crc``)
+META_KEYS = ("n_rows", "n_patch_rows", "n_items")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -60,12 +76,13 @@ CREATE TABLE IF NOT EXISTS items (
     patch_row INTEGER,
     n_patches INTEGER,
     padded INTEGER,
-    updated REAL
+    updated REAL,
+    crc TEXT
 );
 CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('n_rows', 0), ('n_patch_rows', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('n_rows', 0), ('n_patch_rows', 0), ('n_items', 0);
 """
 
 #: Checksums of committed shard rows: one row per shard kind and commit (rows [start, stop)).
@@ -97,7 +114,7 @@ def read_manifest_copy(conn: Conn) -> tuple[str | None, bool]:
     text = rows.get("manifest")
     if not isinstance(text, str):
         return None, False
-    return text, rows.get("manifest_sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text, rows.get("manifest_sha256") == hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def stat_matches(item: Item, size: int | None, mtime: float | None) -> bool:
@@ -105,11 +122,95 @@ def stat_matches(item: Item, size: int | None, mtime: float | None) -> bool:
     return item.size is not None and item.mtime is not None and item.size == size and item.mtime == mtime
 
 
+def db_path(path: str | os.PathLike) -> str | bytes:
+    """The value stored for a path: its text when it is valid UTF-8, else its raw bytes (a BLOB).
+
+    A file name that is not UTF-8 arrives from the OS as a str with surrogate escapes (``os.fsdecode``);
+    SQLite cannot hold those as TEXT, and its raw bytes are the file's true name."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+
+
+def normalise_row(values: dict[str, Any]) -> dict[str, Any]:
+    """Item column values as SQLite will return them (int / float / str, NaN as NULL, path per `db_path`),
+    so that the digest written equals the digest of the row read back. Missing columns are NULL."""
+    out: dict[str, Any] = {}
+    for c in ITEM_COLUMNS:
+        v = values.get(c)
+        if v is None:
+            out[c] = None
+        elif c == "path":
+            out[c] = db_path(v)
+        elif c in _REAL:
+            f = float(v)
+            out[c] = None if f != f else f
+        elif c in _TEXT:
+            out[c] = str(v)
+        else:
+            out[c] = int(v)
+    return out
+
+
+def row_crc(values: Sequence[Any]) -> str:
+    """16 hex digits: blake2b-64 of an item row's fields in `ITEM_COLUMNS` order (as SQLite returns them).
+
+    Types count: a REAL read back as an INTEGER, or TEXT as a BLOB, has another digest."""
+    return hashlib.blake2b(repr(tuple(values)).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
 def item_from_row(r: Sequence[Any]) -> Item:
+    """An `Item` from the first ``len(ITEM_COLUMNS)`` values of a row (a BLOB path is decoded as the OS does)."""
     d = dict(zip(ITEM_COLUMNS, r))
     if d["padded"] is not None:
         d["padded"] = bool(d["padded"])
+    if isinstance(d["path"], bytes):
+        d["path"] = os.fsdecode(d["path"])
     return Item(**d)
+
+
+def damaged_row_message(db: Path, item_id: Any, why: str) -> str:
+    return (f"{db}: item row {item_id!r:.20} {why} (damaged item table); "
+            f"run: embedkit store verify {db.parent} --repair")
+
+
+def check_values(db: Path, r: Sequence[Any], *, sealed: bool) -> Sequence[Any]:
+    """The ``ITEM_COLUMNS`` values of a row read as ``ITEM_COLUMNS + [crc]``; `StoreCorruptError` when its digest
+    fails (or is missing in a sealed store). Unsealed stores (embedkit 0.1) have no digests: rows pass unchecked."""
+    n = len(ITEM_COLUMNS)
+    values = r[:n]
+    crc = r[n] if len(r) > n else None
+    if crc is None:
+        if sealed:
+            raise StoreCorruptError(damaged_row_message(db, values[0], "has no checksum"))
+    elif crc != row_crc(values):
+        raise StoreCorruptError(damaged_row_message(db, values[0], "fails its checksum"))
+    return values
+
+
+def check_row(db: Path, r: Sequence[Any], *, sealed: bool) -> Item:
+    """The `Item` of a row read as ``ITEM_COLUMNS + [crc]``, checked by `check_values`."""
+    return item_from_row(check_values(db, r, sealed=sealed))
+
+
+def has_crc_column(conn: Conn) -> bool:
+    return any(r[1] == CRC for r in conn.fetchall("PRAGMA table_info(items)"))
+
+
+def read_meta(conn: Conn) -> dict[str, Any]:
+    """The ``meta`` table (read without its index); unknown keys are damage (`StoreCorruptError`)."""
+    rows = conn.fetchall("SELECT key, value FROM meta NOT INDEXED")
+    meta = dict(rows)
+    bad = [k for k in meta if k not in META_KEYS]
+    if bad or len(meta) != len(rows):
+        raise StoreCorruptError(f"{conn.db}: the meta table holds {bad[0] if bad else 'a repeated key'!r:.30} "
+                                f"(damaged item table); run: embedkit store verify {conn.db.parent} --repair")
+    return meta
 
 
 def damaged_db_message(db: Path, exc: BaseException) -> str:
@@ -157,6 +258,12 @@ class Conn:
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._err(exc) from None
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the database may have changed: another connection's commit (``data_version``) or
+        a change made through this one (``total_changes``)."""
+        return int(self.fetchone("PRAGMA data_version")[0]), self._c.total_changes
+
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
             return self._c.execute(sql, params).fetchone()
@@ -194,6 +301,12 @@ class Conn:
         return self.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
 
+def _text(b: bytes) -> str:
+    """TEXT from SQLite: bytes that damage made invalid UTF-8 come back surrogate-escaped (never an exception
+    mid-query), so that the row's checksum, not the decoder, reports the damage."""
+    return b.decode("utf-8", "surrogateescape")
+
+
 def connect(db: Path, *, readonly: bool) -> Conn:
     """Open the item table. A missing file is an error (never silently created inside an existing store)."""
     if not db.is_file():
@@ -216,6 +329,7 @@ def connect(db: Path, *, readonly: bool) -> Conn:
             conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+        conn.text_factory = _text
         c = Conn(conn, db)
         names = {r[0] for r in c.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except (sqlite3.Error, UnicodeDecodeError) as exc:
@@ -234,6 +348,7 @@ def create_db(db: Path) -> Conn:
         conn.execute("PRAGMA synchronous=FULL")
     except sqlite3.Error as exc:
         raise StoreError(f"{db}: cannot create item table ({exc})") from None
+    conn.text_factory = _text
     c = Conn(conn, db)
     c.executescript(SCHEMA + SEGMENTS_SCHEMA)
     return c

@@ -4,13 +4,17 @@ agree and that every checksummed segment is intact; repair what can be repaired.
 Repairs: a damaged or missing manifest is restored from its copy in items.sqlite; a lowered row count
 in the item table is restored from the checksummed segments; items whose vector (or tags, or patch
 vectors) lie in a damaged segment are re-embedded from their audio file when it is there unchanged,
-else marked failed (so no reader ever gets the damaged bytes). A damaged items.sqlite cannot be
-rebuilt (it is the only map from files to vectors): the report says so.
+else marked failed (so no reader ever gets the damaged bytes). Item rows that fail their own checksum
+are marked failed (their fields cannot be trusted; the next ``embed`` of their folder adds the file
+again); damaged SQLite indexes are rebuilt from the table (``REINDEX``); a wrong or lost item count is
+recounted once every row passes; rows of an embedkit 0.1 store are sealed with checksums. A damaged
+items.sqlite table b-tree cannot be rebuilt (it is the only map from files to vectors): the report says so.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +25,11 @@ import numpy as np
 from ..sidecar import write_text
 from .core import Store
 from .errors import StoreCorruptError, StoreError
-from .items import DB, connect, read_manifest_copy, write_manifest_copy
+from .items import (
+    DB, ITEM_COLUMNS, META_KEYS, Conn, check_row, connect, has_crc_column, normalise_row, read_manifest_copy, row_crc,
+    write_manifest_copy,
+)
+from .lock import acquire_lock, release_lock
 from .manifest import MANIFEST, parse_manifest_text, read_manifest
 
 
@@ -48,7 +56,8 @@ class VerifyReport:
     segments: int = 0  # checksummed segments of every shard kind
     checked_rows: int = 0  # vector rows covered by a checksum
     unchecked_rows: int = 0
-    damaged_items: list[int] = field(default_factory=list)
+    damaged_items: list[int] = field(default_factory=list)  # items whose stored vectors are damaged
+    damaged_rows: list[int] = field(default_factory=list)  # items whose own row failed its checksum
     reembedded: int = 0
     marked_failed: int = 0
 
@@ -60,7 +69,7 @@ class VerifyReport:
         return {
             "store": self.store, "ok": self.ok, "items": self.items, "segments": self.segments,
             "checked_rows": self.checked_rows, "unchecked_rows": self.unchecked_rows,
-            "damaged_items": self.damaged_items, "reembedded": self.reembedded, "marked_failed": self.marked_failed,
+            "damaged_items": self.damaged_items, "damaged_rows": self.damaged_rows, "reembedded": self.reembedded, "marked_failed": self.marked_failed,
             "problems": [{"file": p.file, "problem": p.problem, "repair": p.repair, "repaired": p.repaired}
                          for p in self.problems],
             "notes": self.notes,
@@ -79,7 +88,19 @@ def verify(path: str | os.PathLike, *, repair: bool = False, embedder: Any = Non
         return rep
     if not _check_manifest(p, rep, repair):
         return rep
-    if not _check_db(p, rep):
+    lock_fd = None
+    if repair:  # repairs of the item table happen under the writer's lock, like any write
+        try:
+            lock_fd = acquire_lock(p, wait)
+        except StoreError as exc:
+            rep.problems.append(Problem(_file_of(str(exc), p), _what_of(str(exc), p), "fix the cause and rerun"))
+            return rep
+    try:
+        sound = _check_db(p, rep, repair) and _check_rows(p, rep, repair)
+    finally:
+        if lock_fd is not None:
+            release_lock(lock_fd)
+    if not sound:
         return rep
     try:
         st = Store.open(p, mode="a" if repair else "r", wait=wait)
@@ -93,6 +114,7 @@ def verify(path: str | os.PathLike, *, repair: bool = False, embedder: Any = Non
         rep.problems.append(Problem(str(p), str(exc), "fix the cause and rerun"))
         return rep
     with st:
+        _note_paths(st, rep)
         say("checking shard checksums")
         damaged = _check_segments(st, rep)
         _check_values(st, rep)
@@ -173,7 +195,18 @@ def _write_copy(p: Path, text: str) -> None:
         conn.close()
 
 
-def _check_db(p: Path, rep: VerifyReport) -> bool:
+def _integrity(conn: Conn) -> list[str]:
+    """SQLite's full integrity check (b-trees, and every index against its table): ``["ok"]`` when sound."""
+    try:
+        out = [" ".join(str(r[0]).replace("*** in database main ***", "").split()) for r in
+               conn.fetchall("PRAGMA integrity_check")]
+        return [x for x in out if x] or ["ok"]
+    except StoreError as exc:
+        return [str(exc)]
+
+
+def _check_db(p: Path, rep: VerifyReport, repair: bool) -> bool:
+    """SQLite's integrity check; with ``repair``, damaged indexes are rebuilt from the table (REINDEX)."""
     db = p / DB
     try:
         conn = connect(db, readonly=True)
@@ -182,17 +215,142 @@ def _check_db(p: Path, rep: VerifyReport) -> bool:
                                     "from a backup, or re-embed into a new store"))
         return False
     try:
-        res = [r[0] for r in conn.fetchall("PRAGMA quick_check")]
-        rep.items = int(conn.fetchone("SELECT COUNT(*) FROM items")[0])
-    except StoreError as exc:
-        res = [str(exc)]
+        res = _integrity(conn)
+        prob = None
+        if res != ["ok"]:
+            prob = Problem(str(db), f"SQLite integrity check failed ({'; '.join(res[:3])})",
+                           f"if only an index is damaged it is rebuilt from the table: embedkit store verify {p} "
+                           "--repair; else restore it from a backup, or re-embed into a new store")
+            rep.problems.append(prob)
+            if repair:
+                conn.close()
+                conn = connect(db, readonly=False)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("REINDEX")
+                    conn.commit()
+                except StoreError:
+                    conn.rollback()
+                if _integrity(conn) == ["ok"]:
+                    prob.problem = f"damaged index ({'; '.join(res[:2])})"
+                    prob.repair = "indexes rebuilt from the table (REINDEX)"
+                    prob.repaired = True
+                else:
+                    prob.repair = "the table itself is damaged: restore it from a backup, or re-embed into a new store"
+        if prob is not None and not prob.repaired:
+            return False
+        try:
+            rep.items = int(conn.fetchone("SELECT COUNT(*) FROM items NOT INDEXED")[0])
+        except StoreError as exc:
+            rep.problems.append(Problem(str(db), _what_of(str(exc), p), "restore it from a backup"))
+            return False
     finally:
         conn.close()
-    if res != ["ok"]:
-        rep.problems.append(Problem(str(db), f"SQLite integrity check failed ({'; '.join(res[:3])})",
-                                    "restore it from a backup, or re-embed into a new store"))
-        return False
     return True
+
+
+def _check_rows(p: Path, rep: VerifyReport, repair: bool) -> bool:
+    """Every item row against its checksum, their number against the meta table's ``n_items``. With
+    ``repair``: damaged rows are marked failed, the count is set from the (sound) table, unknown meta keys
+    are dropped; a store of embedkit 0.1 (no checksums) is sealed later by the writer. False = stop here."""
+    db = p / DB
+    conn = connect(db, readonly=True)
+    try:
+        has_crc = has_crc_column(conn)
+        rows = conn.fetchall(f"SELECT {', '.join(ITEM_COLUMNS)}{', crc' if has_crc else ''} FROM items NOT INDEXED "
+                             "ORDER BY id")
+        meta = dict(conn.fetchall("SELECT key, value FROM meta NOT INDEXED"))
+        unknown = [k for k in meta if k not in META_KEYS]
+        if unknown:
+            prob = Problem(str(db), f"the meta table holds an unknown key {unknown[0]!r:.30} (damaged)",
+                           f"drop it and recount: embedkit store verify {p} --repair")
+            rep.problems.append(prob)
+            if repair:
+                conn = _writable(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                for k in unknown:
+                    conn.execute("DELETE FROM meta WHERE key = ?", (k,))
+                conn.commit()
+                prob.repaired = True
+        if not has_crc:
+            rep.notes.append(f"{len(rows)} item rows were written by embedkit 0.1 and carry no checksum"
+                             + (" (sealed now)" if repair else f" (embedkit store verify {p} --repair seals them)"))
+            return True
+        bad = []
+        for r in rows:
+            try:
+                check_row(db, r, sealed=True)
+            except StoreCorruptError as exc:
+                bad.append((r, str(exc).split(": ", 1)[1].split(" (damaged", 1)[0]))
+        if bad:
+            prob = Problem(str(db), f"{len(bad)} item row(s) damaged: {bad[0][1]}"
+                           + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""),
+                           f"mark them failed (their fields cannot be trusted; the next embed of their folder adds "
+                           f"the files again): embedkit store verify {p} --repair")
+            rep.problems.append(prob)
+            rep.damaged_rows = sorted({int(r[0]) for r, _ in bad if isinstance(r[0], int)})
+            if repair:
+                conn = _writable(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                for r, _ in bad:
+                    _mark_row_failed(conn, r)
+                conn.commit()
+                prob.repaired = True
+        n = meta.get("n_items")
+        if n != len(rows):
+            lost = isinstance(n, int) and not isinstance(n, bool) and n > len(rows)
+            what = (f"the item table holds {len(rows)} rows but the meta table counts {n!r:.20}"
+                    + (f": {n - len(rows)} row(s) lost to damage" if lost else " (damaged count)"))
+            prob = Problem(str(db), what, ("recount (the lost files are added again by the next embed of their "
+                                           f"folders): embedkit store verify {p} --repair") if lost else
+                           f"recount: embedkit store verify {p} --repair")
+            rep.problems.append(prob)
+            if repair:
+                conn = _writable(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('n_items', ?)", (len(rows),))
+                conn.commit()
+                prob.repaired = True
+    except StoreError as exc:
+        rep.problems.append(Problem(str(db), _what_of(str(exc), p), "restore it from a backup, or re-embed into a "
+                                    "new store"))
+        return False
+    finally:
+        conn.close()
+    return all(pr.repaired for pr in rep.problems)
+
+
+def _writable(conn: Conn) -> Conn:
+    """A writing connection in place of a read-only one (repairs only: plain verify never needs write access)."""
+    conn.close()
+    return connect(conn.db, readonly=False)
+
+
+def _mark_row_failed(conn: Conn, r: tuple) -> None:
+    """Rewrite a damaged row as a failed item (no vector, no stat: retried by the next embed), resealed."""
+    path = r[1] if isinstance(r[1], (str, bytes)) else f"damaged-item-{r[0]}"
+    v = normalise_row({"id": r[0], "path": path, "status": "failed", "updated": time.time(),
+                       "error": "the stored item row was damaged (failed its checksum); embed the file again"})
+    cols = [c for c in ITEM_COLUMNS if c != "id"]
+    conn.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in cols)}, crc = ? WHERE rowid = ?",
+                 [*(v[c] for c in cols), row_crc([v[c] for c in ITEM_COLUMNS]), r[0]])
+
+
+def _note_paths(st: Store, rep: VerifyReport) -> None:
+    """Paths that are not valid UTF-8 are legal file names (stored as their raw bytes): say so, with an example."""
+    odd = [it for it in st.items() if isinstance(it.path, str) and not _utf8(it.path)]
+    if odd:
+        shown = odd[0].path.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        rep.notes.append(f"{len(odd)} item path(s) are not valid UTF-8 (e.g. id {odd[0].id}: {shown}): legal file "
+                         "names, kept as their raw bytes (parquet export refuses them)")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _repair_counts(p: Path, rep: VerifyReport, msg: str) -> bool:
@@ -262,7 +420,7 @@ def _check_segments(st: Store, rep: VerifyReport) -> dict[str, list[tuple[int, i
 
 
 def _used_ranges(st: Store) -> dict[str, list[tuple[int, int, int]]]:
-    rows = st._conn.fetchall("SELECT id, row, patch_row, n_patches FROM items WHERE row IS NOT NULL")
+    rows = [(it.id, it.row, it.patch_row, it.n_patches) for it in st.items() if it.row is not None]
     vec = [(int(i), int(r), int(r) + 1) for i, r, _, _ in rows]
     pat = [(int(i), int(pr), int(pr) + int(n or 0)) for i, _, pr, n in rows if pr is not None]
     return {"vec": vec, "tag": vec, "pvec": pat, "pstart": pat}
