@@ -46,7 +46,7 @@ lint: $(STAMP)
 
 bench: setup
 	for b in reference_agreement embed_speed embed_collection heads search recommend metric serve store_integrity highlight; do $(BIN)/python benchmarks/$$b.py || exit 1; done
-	$(BIN)/python benchmarks/models.py --part cost && $(BIN)/python benchmarks/models.py
+	flock /tmp/embedkit-timing.lock $(BIN)/python benchmarks/models.py --part cost && $(BIN)/python benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) $(FLOORS) build dist *.egg-info .pytest_cache
