@@ -216,6 +216,10 @@ class VectorIndex:
         if not index.is_trained:
             if n == 0:
                 raise ValueError(f"a {plan.kind} index must be trained on vectors; the input is empty (use kind 'flat')")
+            codebook = 2 ** int(plan.params.get("pq_nbits", 8)) if plan.kind == "ivfpq" else 1
+            if n < codebook:  # refused here, before FAISS prints its own clustering warnings to stderr
+                raise ValueError(f"cannot train a {plan.kind} index on {n} vectors (its product quantizer needs at "
+                                 f"least {codebook}); use --kind flat (exact) or auto")
             limit = max_train or max(40 * int(plan.params["nlist"]), 256 * 40 if plan.kind == "ivfpq" else 0)
             train = xt if n <= limit else xt[np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))]
             log.info("training %s on %d vectors", plan.factory_string(), train.shape[0])
