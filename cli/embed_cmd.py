@@ -8,7 +8,7 @@ import click
 from ._common import PartialFailure, display_path, emit_json, error_line, progress_enabled
 from .embed_store_options import run_store_embed, store_options
 from .options import (
-    aggregate_option, batch_size_option, compose, excerpt_option, json_option, layers_option, model_option,
+    address_option, aggregate_option, batch_size_option, compose, engine_option, excerpt_option, json_option, layers_option, model_option,
     patches_option, precision_option, store_option, workers_option,
 )
 
@@ -19,12 +19,13 @@ DEFAULT_STORE = "embedkit-store"
 @store_options  # collection options (--from-list, --ext, --glob, --retry-failed, --tags, --wait, ...)
 @click.argument("inputs", nargs=-1, type=click.Path(readable=False))  # unreadable = a failed input (exit 3)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write vectors to one file (.npz, .npy, .csv, .jsonl).")
-@compose(store_option, excerpt_option, patches_option, workers_option)
+@compose(store_option, excerpt_option, patches_option, workers_option, engine_option, address_option)
 @compose(model_option, layers_option, aggregate_option, batch_size_option, precision_option, json_option)
 @click.pass_context
 def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store: str | None, excerpt: float | None,
           patches: bool, workers: int, model: str, layers: str | None, aggregate: str, batch_size: int,
-          precision: str | None, as_json: bool, **store_kwargs) -> None:
+          precision: str | None, as_json: bool, engine: str = "local", address: str | None = None,
+          **store_kwargs) -> None:
     """Embed audio INPUTS (files or folders).
 
     With -o OUT the vectors of a handful of files go to one file. With --store STORE (or when a folder is
@@ -38,8 +39,10 @@ def embed(ctx: click.Context, inputs: tuple[str, ...], output: str | None, store
             raise click.UsageError("use either -o OUT (a few files) or --store STORE (a collection), not both")
         run_store_embed(ctx, inputs=inputs, store=store or DEFAULT_STORE, excerpt=excerpt, patches=patches,
                         workers=workers, model=model, layers=layers, aggregate=aggregate, batch_size=batch_size,
-                        precision=precision, as_json=as_json, **store_kwargs)
+                        precision=precision, as_json=as_json, engine=engine, address=address, **store_kwargs)
         return
+    if engine != "local" or address:
+        raise click.UsageError("--engine ray writes into a store: use --store STORE")
     if folders:
         raise click.UsageError(f"{folders[0]} is a folder: use --store STORE to embed a collection")
     _embed_to_file(list(inputs), output, excerpt=excerpt, patches=patches, workers=workers, model=model,

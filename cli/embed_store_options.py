@@ -48,7 +48,7 @@ _OPTIONS: list[tuple[str, Callable]] = [
 #: parameters `run_store_embed` understands (others given explicitly are refused with --store).
 _KNOWN = {name for name, _ in _OPTIONS} | {
     "model", "layers", "aggregate", "batch_size", "as_json", "excerpt_s", "workers", "include_tags", "quiet",
-    "verbose", "precision",
+    "verbose", "precision", "engine", "address",
 }
 
 
@@ -79,6 +79,7 @@ def run_store_embed(ctx: click.Context, inputs: tuple[str, ...] | list[str], **p
     refused). Settings left at their defaults (model, layers, aggregate, excerpt) reuse the store's.
     """
     from embedkit.collection import embed_into_store, format_summary
+    from embedkit.engines import engine_for
 
     for name in params:
         if name not in _KNOWN and _given(ctx, name):
@@ -111,6 +112,7 @@ def run_store_embed(ctx: click.Context, inputs: tuple[str, ...] | list[str], **p
         retry_failed=bool(params.get("retry_failed")),
         wait=float(params.get("wait") or 0.0),
         progress=progress_enabled(ctx),
+        engine=engine_for(params.get("engine"), address=params.get("address")),
     )
     if as_json:
         emit_json(summary)

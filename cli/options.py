@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from embedkit.engines import DEFAULT_ENGINE, ENGINES
 from embedkit.pretrained import DEFAULT_MODEL
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "verbose_option", "quiet_option", "json_option",
     "model_option", "layers_option", "aggregate_option", "batch_size_option", "excerpt_option", "precision_option",
     "store_option", "store_argument", "from_list_option", "ext_option", "glob_option", "exclude_option",
-    "hidden_option", "workers_option", "wait_option", "retry_failed_option", "tags_option", "queries_option",
+    "hidden_option", "workers_option", "engine_option", "address_option", "wait_option", "retry_failed_option", "tags_option", "queries_option",
     "top_k_option", "patches_option", "segments_option", "distance_metric_option", "select_metric_option",
     "force_option", "space_option",
 ]
@@ -224,6 +225,13 @@ hidden_option = click.option("--hidden", "include_hidden", is_flag=True,
                              help="Also walk hidden files and folders (names starting with '.').")
 workers_option = click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
                               help="Decoding threads running ahead of the network.")
+engine_option = click.option(
+    "--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
+    help="Where the network runs: this process, or a Ray Data actor pool (this machine, or a cluster with "
+         "--address; needs pip install 'embedkit[ray]'). The store and its vectors are the same.")
+address_option = click.option(
+    "--address", default=None, metavar="ADDR",
+    help="Ray cluster for --engine ray (ray://HEAD:10001, HOST:6379 or auto; default: start Ray here).")
 wait_option = click.option(
     "--wait", type=FiniteFloat(min=0.0, unit=" s"), default=0.0, metavar="SECONDS",
     help="If another process is writing the store, wait up to SECONDS for it (default: fail at once).")

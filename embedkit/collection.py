@@ -193,6 +193,7 @@ def embed_into_store(
     commit_every: int = 64,
     commit_seconds: float = 10.0,
     on_failure: Callable[[str, str], None] | None = None,
+    engine: Callable[[Any], Any] | None = None,
 ) -> dict:
     """Embed the audio files under ``inputs`` (files and folders) into the store at ``store``.
 
@@ -201,6 +202,8 @@ def embed_into_store(
     settings of a new store (a `VectorSpec`); None reuses an existing store's (different ones are refused).
     ``excerpt_s``: None = the whole file, else finite seconds > 0. ``wait``: seconds to wait for another writer. ``progress``: tqdm bar on stderr
     (default: when stderr is a terminal or EMBEDKIT_PROGRESS=1).
+    ``engine``: wraps the loaded embedder for the embedding step (`embedkit.engines.engine_for`, e.g. the
+    Ray engine); None = this process. The store is written here either way.
 
     Returns the run summary: ``found, embedded, skipped, unchanged, moved, copies, restored,
     previously_failed, failed, failures [{path, error}], ignored {reason: n}, audio_hours, wall_s,
@@ -243,7 +246,7 @@ def embed_into_store(
         return _run(st, disc, emb, t0=t0, model=model, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
                     precision=precision, patches=patches, tags=tags, workers=workers, batch_size=batch_size,
                     retry_failed=retry_failed, progress=progress, commit_every=commit_every,
-                    commit_seconds=commit_seconds, on_failure=on_failure)
+                    commit_seconds=commit_seconds, on_failure=on_failure, engine=engine)
     finally:
         st.close()
 
@@ -288,6 +291,7 @@ def _run(
     commit_every: int,
     commit_seconds: float,
     on_failure: Callable[[str, str], None] | None,
+    engine: Callable[[Any], Any] | None = None,
 ) -> dict:
     s = _resolve_settings(st, model=model, emb=emb, layers=layers, aggregate=aggregate, excerpt_s=excerpt_s,
                           precision=precision, patches=patches, tags=tags)
@@ -361,7 +365,7 @@ def _run(
         if emb is None:
             emb = _load(s.spec, batch_size, st)
         audio_s, decoded_s, embedded, interrupted = _embed_loop(
-            st, emb, to_embed, s, workers=workers, progress=progress, commit_every=commit_every,
+            st, engine(emb) if engine is not None else emb, to_embed, s, workers=workers, progress=progress, commit_every=commit_every,
             commit_seconds=commit_seconds, fail=fail,
         )
 
