@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import re
 import sys
 import tempfile
 import time
@@ -441,7 +442,9 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
     for a, c in cards.items():
         tr = c["training"]
         init = f"pruned msd_vgg ({tr['prune']['n_filters']}/{tr['prune']['of']} filters)" if tr.get("prune") else "random"
-        rows.append([a, init, f"{tr['tracks_train']} / {tr['tracks_valid']}", f"{budgets.get(a, float('nan')):.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
+        m = re.search(r"CPU budget of (\d+) s", tr.get("stopped") or "")  # a reused student's own budget
+        budget = float(m.group(1)) if m else budgets.get(a, float("nan"))
+        rows.append([a, init, f"{tr['tracks_train']} / {tr['tracks_valid']}", f"{budget:.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
                      f"{fid[a]['fidelity_corr']:.3f}", f"{tr['metrics'].get('fidelity_roc_auc', float('nan')):.3f}"])
     parts.append("### Distillation from msd_vgg (fixed CPU budget)\n\n" + markdown_table(head, rows) +
                  f"\n\nStudents trained on tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)} (this run offers "
@@ -482,7 +485,7 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
     if args.profile_from:
         parts.append("Zoo rows timed in a 'log' come from an earlier run of this script on this machine "
                      f"(`--profile-from {' '.join(p.name for p in args.profile_from)}`; "
-                     f"{PROFILE_LOGS.get(args.profile_from[0].name, 'see that log')}); a row's speed ratio divides by "
+                     f"{'; '.join(PROFILE_LOGS.get(p.name, p.name) for p in args.profile_from)}); a row's speed ratio divides by "
                      "the vgg timed in the same log.")
     if args.reuse:
         parts.append("Students already distilled by an earlier run of this script were reused with `--reuse` (their "
