@@ -43,7 +43,9 @@ TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
 DEFAULT_BUDGET = "dieleman=180,fcn=420,vgg_w50=600,vgg_w33=600"
 #: what is known of the machine state of the profile logs this section has used
 PROFILE_LOGS = {"profile-2026-11-30-1954.log": "the zoo table of the 2026-11-30 19:54 UTC section, timed on a "
-                "heavily loaded machine, load average ≈ 20"}
+                "heavily loaded machine, load average ≈ 20",
+                "profile-2026-11-30-2248.log": "vgg, vgg_w50 and vgg_w33 timed together 2026-11-30 22:40–22:48 UTC "
+                "under the timing lock, load average 50 falling to 9"}
 PRUNE_LR = 3e-4  # a pruned copy starts near the teacher: a smaller step than from scratch
 
 
@@ -397,7 +399,7 @@ def main() -> None:
         for p in fresh.values():  # speed ratios against the vgg timed in the same run (same load)
             p["run"], p["vgg_xrt_cpu"] = "this run", fresh.get("vgg", prof.get("vgg", {})).get("xrt_cpu", np.nan)
         prof.update(fresh)
-        order = [*backbones.ARCHS, *(k for k in budgets if k not in backbones.ARCHS)]
+        order = [*backbones.ARCHS, *sorted(k for k in prof if k not in backbones.ARCHS)]
         prof = {k: prof[k] for k in order if k in prof}
     cpu_profile = time.process_time() - cpu_p0
     emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards, budgets=budgets, fid=fid, held=held,
