@@ -5,10 +5,12 @@ Usage:
   flock /tmp/embedkit-timing.lock nice -n 0 python benchmarks/precision.py --part speed   # ~3 min, timed
 
 Fidelity (section "precision fidelity"): for each precision and model, the cosine between its track vectors
-(mean+std, all blocks) and fp32's, and the largest difference of a clip-level tag probability, over the 25
-fixtures (the int8 calibration set) and the 5 reference clips (never seen by the calibration); downstream:
-package-of-origin accuracy (10-s segments, same head and folds as benchmarks/models.py) per precision,
-against fp32's mean ± std. Bars: bf16 cosine ≥ 0.999, int8 ≥ 0.995 (`embedkit.precision.FIDELITY_BARS`).
+(mean+std, all blocks) and fp32's, the largest difference of a clip-level tag probability and how often the top
+tag changes, over the 25 fixtures (the int8 calibration set), the 5 reference clips and the Debian tracks of
+benchmarks/heads.py (middle 30 s; both held out); downstream: heads.py's package-of-origin accuracy (10-s
+segments, same SVM head, same nested group folds) per precision, against fp32's mean ± std. Bars: bf16 cosine
+≥ 0.999, int8 and int8dyn ≥ 0.995 (`embedkit.precision.FIDELITY_BARS`). Per-precision vectors are cached under
+``--work`` so a rerun only embeds what is new.
 
 Speed (section "precision speed"): the network alone on the same real patches (batch 32): ms per patch,
 GFLOP/s (multiply-adds × 2 of the fp32 graph) and × real time per precision, plus what ``auto`` picks here.
@@ -127,18 +129,36 @@ def fidelity(models: list[str], cache: Path, tracks: int, jobs: int, work: Path,
     fx, ref = real_files()
     ex = debian_excerpts(cache, tracks)
     rows = []
+
+    def tracks_at(model: str, prec: str) -> tuple[dict, dict]:
+        """Track vectors and tags (mean+std) of the files and of the excerpts at ``prec``, cached under ``work``."""
+        path = work / f"tracks_{model}_{prec}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                d = {k: z[k] for k in z.files}
+        else:
+            emb = Embedder.from_pretrained(model, precision=prec)
+            d = {}
+            for r in emb.embed_files(fx + ref, aggregate="mean+std"):
+                d[f"v|{r.path}"], d[f"t|{r.path}"] = r.vector, r.tags
+            for (_, p), y in ex.items():
+                r = emb.embed_audio(y, 16000, aggregate="mean+std")
+                d[f"v|{p}"], d[f"t|{p}"] = r.vector, r.tags
+            work.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **d)
+        from types import SimpleNamespace
+
+        out = {k[2:]: SimpleNamespace(vector=v, tags=d["t|" + k[2:]]) for k, v in d.items() if k.startswith("v|")}
+        return out, out
+
     for model in models:
-        base = Embedder.from_pretrained(model)
-        want = {r.path: r for r in base.embed_files(fx + ref, aggregate="mean+std")}
-        want_ex = {str(p): base.embed_audio(y, 16000, aggregate="mean+std") for (_, p), y in ex.items()}
+        want, want_ex = tracks_at(model, "fp32")
         for prec in REDUCED:
             try:
-                emb = Embedder.from_pretrained(model, precision=prec)
+                got, got_ex = tracks_at(model, prec)
             except Exception as exc:
                 rows.append([f"`{model}`", prec, f"could not run: {str(exc)[:80]}", "", "", "", "", ""])
                 continue
-            got = {r.path: r for r in emb.embed_files(fx + ref, aggregate="mean+std")}
-            got_ex = {str(p): emb.embed_audio(y, 16000, aggregate="mean+std") for (_, p), y in ex.items()}
             sets = (("fixtures (25 whole recordings; the int8 calibration set)", fx, got, want),
                     ("reference clips (5, held out)", ref, got, want),
                     (f"Debian tracks ({len(ex)}, middle 30 s, held out)", [str(p) for _, p in ex], got_ex, want_ex))
