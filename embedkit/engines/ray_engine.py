@@ -243,12 +243,15 @@ class RayEmbedder:
                 remote["num_gpus"] = self.num_gpus
             ds = ray.data.from_items([{"i": i, "path": paths[i]} for i in todo],
                                      override_num_blocks=math.ceil(len(todo) / per_task))
+            # one file per task AND one task per actor at a time: a file that kills its actor takes no other
+            # file's task with it (tasks queued on the same actor would die too and exhaust their retries)
+            isolate = {"max_tasks_in_flight_per_actor": 1} if per_task == 1 else {}
             constructor = {"spec": self.spec, "batch_size": int(getattr(self.embedder, "batch_size", 32)), "kw": kw,
                            "fault": self.fault}
             with warnings.catch_warnings():  # max_task_retries has no named parameter yet (Ray 2.60)
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
                 ds = ds.map_batches(_EmbedActor, batch_size=per_task, batch_format="numpy",
-                                    compute=ActorPoolStrategy(size=actors), num_cpus=1,
+                                    compute=ActorPoolStrategy(size=actors, **isolate), num_cpus=1,
                                     fn_constructor_kwargs=constructor, runtime_env=actor_env(), **remote)
             self.stats["actors"] = actors
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
