@@ -4,7 +4,7 @@ Pipeline (the layout of large batch-inference jobs such as clip-retrieval)::
 
     ray.data.from_items([{i, path}, ...])                       # the file list, ``files_per_task`` per block
       .map_batches(_EmbedActor, compute=ActorPoolStrategy(size=max(1, cpus - 1)), num_cpus=1)
-      -> {i, result}                                            # pickled TrackEmbedding / FileFailure
+      -> {i, result}                                            # TrackEmbedding / FileFailure objects
 
 `RayEmbedder.embed_files` yields the results in input order, so `embedkit.collection` stores them exactly as
 it stores the local engine's: one writer (the driver), the store's resume plan, hashing, failure records and
@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -95,6 +94,14 @@ def connect(address: str | None = None) -> bool:
     return True
 
 
+def _object_column(items: list) -> np.ndarray:
+    """``(n,) object`` array holding ``items`` as they are (numpy would unpack sequence-like objects)."""
+    col = np.empty(len(items), dtype=object)
+    for k, item in enumerate(items):
+        col[k] = item
+    return col
+
+
 class _EmbedActor:
     """A Ray Data actor: loads the spec's embedder once, embeds a batch of files per call."""
 
@@ -116,13 +123,13 @@ class _EmbedActor:
         for res in self.emb.embed_files(paths, **self.kw):
             if not res.ok:  # the exception object stays here: only its one-line message travels
                 res = FileFailure(res.path, res.error)
-            out.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+            out.append(res)  # Ray ships the object to the driver (its own serializer: actors are trusted)
             self.done += 1
             self._maybe_die([])
         init_s, self.init_s = self.init_s, 0.0
         cpu, self._cpu = time.process_time() - self._cpu, time.process_time()
         n = max(len(out), 1)
-        return {"i": np.asarray(batch["i"], np.int64), "result": np.array(out, dtype=object),
+        return {"i": np.asarray(batch["i"], np.int64), "result": _object_column(out),
                 "init_s": np.full(len(out), init_s / n), "cpu_s": np.full(len(out), cpu / n)}
 
     def _maybe_die(self, paths: list[str]) -> None:
@@ -257,8 +264,8 @@ class RayEmbedder:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 self.stats["actor_init_s"] += float(np.sum(batch["init_s"]))
                 self.stats["actor_cpu_s"] += float(np.sum(batch["cpu_s"]))
-                for i, blob in zip(batch["i"], batch["result"]):
-                    yield int(i), pickle.loads(blob)
+                for i, res in zip(batch["i"], batch["result"]):
+                    yield int(i), res
         finally:
             ctx.max_errored_blocks, ctx.enable_progress_bars = saved
             data_log.setLevel(level)
