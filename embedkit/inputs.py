@@ -114,9 +114,16 @@ def for_card(card: dict) -> InputKind:
     return get(card.get("input_kind"))
 
 
+def output_activation(card: dict) -> str:
+    """How a model's logits become its scores: ``"softmax"`` for a single-label classifier trained by
+    ``embedkit fit`` (scores sum to 1), else ``"sigmoid"`` (independent tags, as the pretrained models)."""
+    return "softmax" if (card.get("training") or {}).get("task") == "classification" else "sigmoid"
+
+
 def network_options(card: dict) -> dict[str, Any]:
-    """Extra `embedkit.network.Network` keyword arguments for a card: builder config and input kind."""
-    return {"config": dict(card.get("arch_config") or {}), "input_kind": for_card(card).name}
+    """Extra `embedkit.network.Network` keyword arguments for a card: builder config, input kind, output."""
+    return {"config": dict(card.get("arch_config") or {}), "input_kind": for_card(card).name,
+            "output": output_activation(card)}
 
 
 def to_model_input(kind: str, x):

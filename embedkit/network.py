@@ -58,7 +58,8 @@ class Network:
     """
 
     def __init__(self, architecture: str, weights_path: str, layout: FeatureLayout, *, batch_size: int = 32,
-                 config: dict | None = None, input_kind: str = "logmel", precision: str = "fp32") -> None:
+                 config: dict | None = None, input_kind: str = "logmel", precision: str = "fp32",
+                 output: str = "sigmoid") -> None:
         tf = import_tensorflow()
 
         from . import inputs  # input kinds (issue 10): see embedkit.inputs
@@ -89,7 +90,7 @@ class Network:
             logits = out["logits"]
             if logits.dtype != tf.float32:  # bf16: float32 outputs like fp32's
                 logits = tf.cast(logits, tf.float32)
-            return feats, logits, tf.sigmoid(logits)
+            return feats, logits, (tf.nn.softmax(logits) if output == "softmax" else tf.sigmoid(logits))
 
         self._forward = forward
 

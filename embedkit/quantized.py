@@ -175,6 +175,7 @@ class QuantizedNetwork:
         self.layout = layout
         self.batch_size = max(int(batch_size), 1)
         self.n_labels = len(card["labels"])
+        self.output = inputs.output_activation(card)  # "softmax" for a single-label classifier, else "sigmoid"
         kind = inputs.for_card(card)
         self._shape = kind.patch_shape
         cal = calibration_patches(kind.name) if precision == "int8" else None
@@ -231,7 +232,12 @@ class QuantizedNetwork:
             empty = np.zeros((0, self.n_labels), np.float32)
             return PatchOutputs(np.zeros((0, self.layout.dim), np.float32), empty, empty.copy())
         lg = np.concatenate(logits)
-        tags = (1.0 / (1.0 + np.exp(-lg.astype(np.float64)))).astype(np.float32)
+        z = lg.astype(np.float64)
+        if self.output == "softmax":
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            tags = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        else:
+            tags = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
         return PatchOutputs(np.concatenate(feats), lg, tags)
 
 

@@ -192,8 +192,11 @@ def test_fit_round_trips_through_the_cache_and_embed(tmp_path, home, capsys):
     assert pretrained.fingerprint(pretrained.card("rt"))
     wav = tmp_path / "tones" / "low0.wav"
     emb = Embedder.from_pretrained("rt")
-    vec = emb.embed_file(wav).vector
+    got = emb.embed_file(wav)
+    vec = got.vector
     assert vec.shape == (sum(b["size"] for b in card["feature_blocks"]),)
+    # a single-label classifier's scores are a softmax over its classes (not independent sigmoid tags)
+    assert got.tags.shape == (len(card["labels"]),) and abs(float(got.tags.sum()) - 1.0) < 1e-5
     code, out, err = cli(capsys, "embed", "-m", "rt", str(wav), "--json")
     assert code == 0, err
     code, out, err = cli(capsys, "models", "list", "--json")
