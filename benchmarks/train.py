@@ -495,7 +495,7 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
                      "script's result cache (same folds).")
     parts.append(f"Whole benchmark: {cpu_total / 60:.1f} CPU-minutes (profile {cpu_profile / 60:.1f}), "
                  f"{(time.perf_counter() - wall0) / 60:.1f} min wall. Load average at start {load[0]:.1f} / {load[1]:.1f} / "
-                 f"{load[2]:.1f}: the machine ({machine_line()}) was shared with 7 other engineers' jobs, so times are "
+                 f"{load[2]:.1f}: the machine ({machine_line()}) was shared with other jobs, so times are "
                  "upper bounds; CPU budgets are process CPU-seconds, which load does not inflate much.")
     body = "\n\n".join(parts)
     print(body)
