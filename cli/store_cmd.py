@@ -210,8 +210,9 @@ def _check_path_text(st, fmt: str) -> None:
     """Paths that are not UTF-8 (legal Linux file names): parquet cannot hold them (one-line error before any
     work); csv writes their raw bytes, and says so on stderr."""
     from embedkit.export import ExportError
+    from embedkit.store.items import is_utf8
 
-    odd = [it for it in st.items("ok") if not _is_utf8(it.path)]
+    odd = [it for it in st.items("ok") if not is_utf8(it.path)]
     if not odd:
         return
     from ._common import display_path
@@ -225,14 +226,6 @@ def _check_path_text(st, fmt: str) -> None:
         from ._common import log
 
         log.warning(f"note: {len(odd)} path(s) are not valid UTF-8 (e.g. {shown}); written as their raw bytes")
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _layers(d: dict) -> str:

@@ -130,11 +130,16 @@ def db_path(path: str | os.PathLike) -> str | bytes:
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
+    return text if is_utf8(text) else os.fsencode(text)
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (False for a file name decoded with surrogate escapes)."""
     try:
         text.encode("utf-8")
-        return text
+        return True
     except UnicodeEncodeError:
-        return os.fsencode(text)
+        return False
 
 
 def normalise_row(values: dict[str, Any]) -> dict[str, Any]:

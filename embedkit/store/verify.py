@@ -26,7 +26,7 @@ from ..sidecar import write_text
 from .core import Store
 from .errors import StoreCorruptError, StoreError
 from .items import (
-    DB, ITEM_COLUMNS, META_KEYS, Conn, check_row, connect, has_crc_column, normalise_row, read_manifest_copy, row_crc,
+    DB, ITEM_COLUMNS, META_KEYS, Conn, check_row, connect, has_crc_column, is_utf8, normalise_row, read_manifest_copy, row_crc,
     write_manifest_copy,
 )
 from .lock import acquire_lock, release_lock
@@ -338,19 +338,11 @@ def _mark_row_failed(conn: Conn, r: tuple) -> None:
 
 def _note_paths(st: Store, rep: VerifyReport) -> None:
     """Paths that are not valid UTF-8 are legal file names (stored as their raw bytes): say so, with an example."""
-    odd = [it for it in st.items() if isinstance(it.path, str) and not _utf8(it.path)]
+    odd = [it for it in st.items() if isinstance(it.path, str) and not is_utf8(it.path)]
     if odd:
         shown = odd[0].path.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
         rep.notes.append(f"{len(odd)} item path(s) are not valid UTF-8 (e.g. id {odd[0].id}: {shown}): legal file "
                          "names, kept as their raw bytes (parquet export refuses them)")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _repair_counts(p: Path, rep: VerifyReport, msg: str) -> bool:
