@@ -2,15 +2,16 @@
 
 Usage: nice python benchmarks/train.py [--budget dieleman=180,fcn=420,vgg_w50=600] [--tracks 8] [--distill-tracks 30]
 
-A student key is a zoo architecture (trained from scratch) or ``vgg_wNN``: msd_vgg pruned to NN % of its
-filters per block (L1 norm, Li et al. 2017; `embedkit.train.prune`), then distilled the same way.
+A student key is a zoo architecture (trained from scratch), ``vgg_wNN``: msd_vgg pruned to NN % of its
+filters per block (L1 norm, Li et al. 2017; `embedkit.train.prune`), or ``vgg_fA-B-C-D-E``: msd_vgg pruned
+to A..E filters in its five blocks, then distilled the same way.
 
 1. Every architecture of `embedkit.backbones`: parameters, GFLOP per second of audio (analytic), network
    embedding speed (× real time: forward pass of 64 log-mel / waveform patches, batch 32, best of 2, under
    the timing lock) and training time per epoch (median of 3 batch-16 steps after a warm-up, times the
    distillation epoch's steps).
 2. Distillation from msd_vgg (soft tags + feature matching) on real Debian game music: students train on
-   tracks (middle 30 s) of drascula-music and ufoai-music, for a fixed budget of CPU-seconds each; held out
+   tracks (middle 30 s) of 12 other game-music packages (TRAIN_PACKAGES), for a fixed budget of CPU-seconds each; held out
    are the tracks of the eight packages of benchmarks/heads.py (never trained on, other packages).
    Fidelity to the teacher on the held-out tracks' 3-s patches: per-tag ROC-AUC against the teacher's
    top-3 tags, mean Pearson correlation of the tag probabilities.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import re
 import sys
@@ -39,13 +41,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 from heads import FIXTURES, PACKAGES, fetch_packages, load_excerpt, package_tracks  # noqa: E402
 
-TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
+#: distillation audio: Debian game music never used by the held-out evaluation (heads.py's PACKAGES)
+TRAIN_PACKAGES = ["drascula-music", "ufoai-music", "hedgewars-data", "supertux-data", "xmoto-data", "extremetuxracer-data",
+                  "lugaru-data", "lincity-ng-data", "freeorion-data", "nexuiz-music", "warmux-data", "flare-game"]
+#: students distilled before TRAIN_PACKAGES grew keep the packages they were trained on (see the table)
+FIRST_TRAIN_PACKAGES = ["drascula-music", "ufoai-music"]
 DEFAULT_BUDGET = "dieleman=180,fcn=420,vgg_w50=600,vgg_w33=600"
 #: what is known of the machine state of the profile logs this section has used
 PROFILE_LOGS = {"profile-2026-11-30-1954.log": "the zoo table of the 2026-11-30 19:54 UTC section, timed on a "
                 "heavily loaded machine, load average ≈ 20",
                 "profile-2026-11-30-2248.log": "vgg, vgg_w50 and vgg_w33 timed together 2026-11-30 22:40–22:48 UTC "
-                "under the timing lock, load average 50 falling to 9"}
+                "under the timing lock, load average 50 falling to 9",
+                "profile-2026-12-01-0000.log": "vgg, vgg_w50 and vgg_f48-32-128-128-128 timed together 2026-12-01 "
+                "00:21 UTC under the timing lock, load average ≈ 2.5 (a niced index build running beside)"}
 PRUNE_LR = 3e-4  # a pruned copy starts near the teacher: a smaller step than from scratch
 
 
@@ -61,6 +69,13 @@ def student(key: str) -> dict:
         frac = int(m.group(1)) / 100
         return {"arch": "vgg", "options": pruned_options("vgg", frac), "init": "msd_vgg", "prune": frac, "lr": PRUNE_LR,
                 "family": f"msd_vgg pruned to {frac:.0%} of its filters", "paper": "Li et al. 2017 (L1 filter pruning)"}
+    m = re.fullmatch(r"vgg_f(\d+(?:-\d+){4})", key)
+    if m:
+        counts = [int(v) for v in m.group(1).split("-")]
+        fracs = [c / 128 for c in counts]
+        return {"arch": "vgg", "options": pruned_options("vgg", fracs), "init": "msd_vgg", "prune": fracs, "lr": PRUNE_LR,
+                "family": f"msd_vgg pruned to {'/'.join(map(str, counts))} filters per block",
+                "paper": "Li et al. 2017 (L1 filter pruning)"}
     spec = backbones.get(key)
     return {"arch": spec.name, "options": {}, "init": None, "prune": None, "lr": 1e-3, "family": spec.family,
             "paper": spec.paper}
@@ -365,6 +380,8 @@ def main() -> None:
 
     teacher = Embedder.from_pretrained("msd_vgg")
     students, cards = {}, {}
+    record = args.cache / "student-packages.json"  # which packages each student was distilled on
+    trained_on = json.loads(record.read_text()) if record.exists() else {}
     for key, budget in budgets.items():
         t0 = time.process_time()
         st = student(key)
@@ -373,6 +390,8 @@ def main() -> None:
             students[key] = Embedder.from_pretrained(f"bench_{key}")
             log(f"reusing bench_{key} ({cards[key]['training']['cpu_s']:.0f} CPU-s of distillation)")
             continue
+        trained_on[key] = TRAIN_PACKAGES
+        record.write_text(json.dumps(trained_on, indent=1))
         card = fit(train_paths, arch=st["arch"], init=st["init"], prune=st["prune"], name=f"bench_{key}",
                    teacher="msd_vgg", excerpt_s=30.0, input_s=2.992, epochs=200, patience=200, batch_size=16,
                    lr=st["lr"], feature_matching=1.0, max_cpu_s=budget, augment="gain,specaugment", force=True,
@@ -402,12 +421,11 @@ def main() -> None:
         order = [*backbones.ARCHS, *sorted(k for k in prof if k not in backbones.ARCHS)]
         prof = {k: prof[k] for k in order if k in prof}
     cpu_profile = time.process_time() - cpu_p0
-    emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards, budgets=budgets, fid=fid, held=held,
+    emit = dict(prof=prof, steps=steps, train_paths=train_paths, cards=cards,
+                packages={k: trained_on.get(k, FIRST_TRAIN_PACKAGES) for k in cards}, budgets=budgets, fid=fid, held=held,
                 down=down, students=students, args=args, cpu0=cpu0, cpu_profile=cpu_profile, wall0=wall0, load=load)
     report(ft=None, **emit)  # written now, so a later stage cannot lose it
     if not args.skip_finetune:
-        import json
-
         ft_cache = args.cache / f"finetune-{len(held)}-{args.finetune_budget:.0f}.json"
         if args.reuse and ft_cache.exists():
             ft = json.loads(ft_cache.read_text())
@@ -418,7 +436,7 @@ def main() -> None:
         report(ft=ft, **emit)
 
 
-def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, students, args, cpu0, cpu_profile, wall0,
+def report(*, prof, steps, train_paths, cards, packages, budgets, fid, held, down, students, args, cpu0, cpu_profile, wall0,
            load, ft) -> None:
     cpu_total = time.process_time() - cpu0
     parts = []
@@ -438,26 +456,32 @@ def report(*, prof, steps, train_paths, cards, budgets, fid, held, down, student
             "run ('timed in'). Training CPU-s per epoch = median CPU-s of a batch-16 "
             f"step on 3-s inputs × {steps} steps (one pass over the distillation set: {len(train_paths)} tracks × "
             "30 s); on 2 idle cores the wall time is about half of it.")
-    head = ["student", "initialised from", "training / validation tracks", "CPU budget s", "CPU s used", "epochs", "held-out fidelity ROC-AUC (top-3 tags)",
+    head = ["student", "initialised from", "training packages", "training / validation tracks", "CPU budget s", "CPU s used", "epochs", "held-out fidelity ROC-AUC (top-3 tags)",
             "held-out tag correlation", "validation ROC-AUC (training run)"]
     rows = []
     for a, c in cards.items():
         tr = c["training"]
-        init = f"pruned msd_vgg ({tr['prune']['n_filters']}/{tr['prune']['of']} filters)" if tr.get("prune") else "random"
+        pr = tr.get("prune")
+        init = (f"pruned msd_vgg ({'/'.join(map(str, np.atleast_1d(pr['n_filters'])))} of {pr['of']} filters per block)"
+                if pr else "random")
         m = re.search(r"CPU budget of (\d+) s", tr.get("stopped") or "")  # a reused student's own budget
         budget = float(m.group(1)) if m else budgets.get(a, float("nan"))
-        rows.append([a, init, f"{tr['tracks_train']} / {tr['tracks_valid']}", f"{budget:.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
+        rows.append([a, init, f"{len(packages[a])}", f"{tr['tracks_train']} / {tr['tracks_valid']}", f"{budget:.0f}", f"{tr['cpu_s']:.0f}", tr["epochs"], f"{fid[a]['fidelity_roc_auc']:.3f}",
                      f"{fid[a]['fidelity_corr']:.3f}", f"{tr['metrics'].get('fidelity_roc_auc', float('nan')):.3f}"])
     parts.append("### Distillation from msd_vgg (fixed CPU budget)\n\n" + markdown_table(head, rows) +
-                 f"\n\nStudents trained on tracks (middle 30 s) of {', '.join(TRAIN_PACKAGES)} (this run offers "
-                 f"{len(train_paths)}; a reused student keeps the tracks it was trained on, see the table); "
+                 "\n\nStudents trained on tracks (middle 30 s) of Debian game-music packages: "
+                 + "; ".join(f"{a}: {', '.join(p)}" for a, p in packages.items()) +
+                 f" (this run offers {len(train_paths)} tracks; a reused student keeps the tracks it was trained on); "
                  f"fidelity measured on the {len(held)} held-out tracks of {len(set(k[0] for k in held))} other packages "
                  "(heads.py's; middle 30 s, 3-s patches). Loss: soft-tag binary cross-entropy + 1.0 × feature matching "
                  "(linear map of the pooled taps to msd_vgg's standardised 640-d patch feature); 3-s inputs; gain and "
                  "SpecAugment augmentation; Adam 1e-3 (pruned copies of msd_vgg: 3e-4), batch 16; the CPU budget "
                  "(process CPU-seconds) ends training; the weights of the epoch with the lowest validation loss are kept. "
                  "`vgg_wNN`: msd_vgg's topology with NN % of the filters of every block, initialised with the teacher's "
-                 "filters of largest L1 norm (Li et al. 2017, `embedkit fit --init msd_vgg --prune 0.5`), then distilled.")
+                 "filters of largest L1 norm (Li et al. 2017, `embedkit fit --init msd_vgg --prune 0.5`), then distilled; "
+                 "`vgg_fA-B-C-D-E`: the same with A..E filters in blocks 1..5 (`--prune 0.375,0.25,1,1,1` for "
+                 "vgg_f48-32-128-128-128: the cost is in the early blocks, the package-of-origin information in the "
+                 "deep ones).")
     base = {t: down.get((t, "MFCC baseline"), (np.nan,))[0] for t, _ in down}
     vgg = {t: down.get((t, "msd_vgg (teacher)"), (np.nan,))[0] for t, _ in down}
     rows = []

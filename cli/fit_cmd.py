@@ -7,6 +7,19 @@ from ._common import emit_json, json_option, progress_enabled
 from .options import batch_size_option, excerpt_option, force_option
 
 
+def _fractions(ctx, param, value):
+    """``--prune 0.5`` or ``--prune 0.375,0.25,1,1,1`` → a float or a list of floats, each in [0.05, 1]."""
+    if value is None:
+        return None
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a fraction or a comma list of fractions") from None
+    if not all(0.05 <= f <= 1.0 for f in parts):
+        raise click.BadParameter(f"{value!r}: every fraction must lie in [0.05, 1]")
+    return parts[0] if len(parts) == 1 else parts
+
+
 @click.command("fit")
 @click.argument("inputs", nargs=-1, metavar="AUDIO|STORE...")
 @click.option("--arch", help="Architecture to train (see: embedkit models archs); implied by --init.")
@@ -18,9 +31,9 @@ from .options import batch_size_option, excerpt_option, force_option
 @click.option("--group-column", help="Labels column keeping related files on one side of the validation split.")
 @click.option("--init", metavar="MODEL", help="Fine-tune this pretrained model (its architecture replaces --arch).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True, help="With --init: freeze the first N blocks.")
-@click.option("--prune", type=click.FloatRange(0.05, 1.0), metavar="FRACTION",
+@click.option("--prune", callback=_fractions, metavar="FRACTION[,...]",
               help="With --init: a narrower copy keeping this fraction of every block's filters (largest L1 norm, "
-                   "Li et al. 2017), e.g. 0.5.")
+                   "Li et al. 2017), e.g. 0.5, or one fraction per conv block, e.g. 0.375,0.25,1,1,1.")
 @click.option("--input-seconds", type=click.FloatRange(1.0, 30.0), help="Training input length (default: the paper's).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=20, show_default=True)
 @batch_size_option

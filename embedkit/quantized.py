@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .activations import scores
 from .errors import EmbedkitError
 from .features import FeatureLayout
 from .network import PatchOutputs
@@ -232,13 +233,7 @@ class QuantizedNetwork:
             empty = np.zeros((0, self.n_labels), np.float32)
             return PatchOutputs(np.zeros((0, self.layout.dim), np.float32), empty, empty.copy())
         lg = np.concatenate(logits)
-        z = lg.astype(np.float64)
-        if self.output == "softmax":
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            tags = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-        else:
-            tags = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-        return PatchOutputs(np.concatenate(feats), lg, tags)
+        return PatchOutputs(np.concatenate(feats), lg, scores(lg, self.output))
 
 
 def _suffix(name: str) -> int:

@@ -178,6 +178,38 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, home):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_a_run_ended_by_its_cpu_budget_continues_with_a_larger_one(tmp_path, home):
+    from embedkit._tf import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from embedkit.train.data import PatchSampler, Prepared
+    from embedkit.train.fit import build_trainer
+    from embedkit.train.loop import train
+    from embedkit.train.sources import Track
+
+    rng = np.random.default_rng(0)
+    items = [Prepared(Track(f"t{k}", f"t{k}", np.eye(2, dtype=np.float32)[k % 2]),
+                      (rng.standard_normal(40000) * (0.1 + 0.2 * (k % 2))).astype(np.float16)) for k in range(6)]
+
+    def run(budget):
+        keras.utils.set_random_seed(0)
+        m = build_trainer(backbones.build("dieleman", n_classes=2, input_len=None), None)
+        s = PatchSampler(items[:4], kind="logmel", input_samples=16000, targets="label", seed=3)
+        val = PatchSampler(items[4:], kind="logmel", input_samples=16000, targets="label").fixed_windows(2)[:3]
+        return train(m, s, val, task="classification", run=tmp_path / "r", epochs=50, batch_size=4,
+                     windows_per_epoch=16, seed=3, patience=50, max_cpu_s=budget, log=lambda m: None)
+
+    first = run(1e-3)  # the budget ends the first epoch after one step
+    assert first["stopped"].startswith("CPU budget") and first["epochs_run"] == 1
+    again = run(1e-3)  # the same budget: nothing more to do
+    assert again["epochs_run"] == 1
+    more = run(first["cpu_s"] + 3.0)  # a larger budget continues after the last epoch
+    assert more["epochs_run"] > 1 and more["cpu_s"] > first["cpu_s"]
+    assert [h["epoch"] for h in more["history"]] == list(range(1, more["epochs_run"] + 1))
+
+
 def test_fit_round_trips_through_the_cache_and_embed(tmp_path, home, capsys):
     from clirun import run as cli
 
@@ -353,6 +385,47 @@ def test_pruning_keeps_the_largest_l1_filters_and_a_full_copy_is_the_teacher(hom
     w2 = teacher.get_layer("conv2").kernel.numpy()[:, :, keep1, :]
     np.testing.assert_array_equal(half.get_layer("conv2").kernel.numpy(), w2[..., rec["kept"]["conv2"]])
     assert np.all(np.isfinite(np.asarray(half(patches, training=False)["logits"])))
+
+
+def test_per_block_pruning_keeps_whole_deep_blocks_of_the_teacher(home):
+    from embedkit import pretrained
+    from embedkit._tf import import_tensorflow
+    from embedkit.errors import EmbedkitError
+    from embedkit.train.prune import init_pruned, pruned_options
+
+    assert pruned_options("vgg", [0.375, 0.25, 1, 1, 1]) == {"n_filters": [48, 32, 128, 128, 128]}
+    with pytest.raises(EmbedkitError, match="one fraction or 5"):
+        pruned_options("vgg", [0.5, 0.5])
+    with pytest.raises(EmbedkitError, match=r"in \(0, 1\]"):
+        pruned_options("vgg", [0.5, 0.5, 1.5, 1, 1])
+    _msd_vgg_installed()
+    import_tensorflow()
+    teacher = backbones.build("vgg")
+    teacher.load_weights(str(pretrained.weights_path("msd_vgg")))
+    student = backbones.build("vgg", **pruned_options("vgg", [0.375, 0.25, 1, 1, 1]))
+    rec = init_pruned(student, "msd_vgg")
+    assert rec["n_filters"] == [48, 32, 128, 128, 128] and rec["fraction"] == pytest.approx(464 / 640)
+    assert [b["size"] for b in backbones.feature_blocks(student)] == [48, 32, 128, 128, 128]
+    # conv3 keeps every filter but reads only conv2's 32 kept channels; conv4 and conv5 are the teacher's own
+    keep2 = np.array(rec["kept"]["conv2"])
+    np.testing.assert_array_equal(student.get_layer("conv3").kernel.numpy(), teacher.get_layer("conv3").kernel.numpy()[:, :, keep2, :])
+    for name in ("conv4", "bn4", "conv5", "bn5", "logits"):
+        for a, b in zip(student.get_layer(name).get_weights(), teacher.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_prune_cli_takes_one_fraction_or_one_per_block(tmp_path, home, capsys):
+    from clirun import run as cli
+
+    labels = _tones(tmp_path / "tones", n_per_class=2)
+    code, out, err = cli(capsys, "fit", "--init", "msd_vgg", "-o", "p3", "--labels", str(labels), "--prune", "0.5,x")
+    assert code == 2 and "not a fraction" in err, err
+    code, out, err = cli(capsys, "fit", "--init", "msd_vgg", "-o", "p3", "--labels", str(labels), "--prune", "0.5,0.01,1,1,1")
+    assert code == 2 and "[0.05, 1]" in err, err
+    if (home / "models" / "msd_vgg").exists():
+        code, out, err = cli(capsys, "fit", "--init", "msd_vgg", "-o", "p3", "--labels", str(labels), "--prune", "0.5,0.5")
+        assert code == 1 and "one fraction or 5" in err and len(err.strip().splitlines()) == 1, err
+    _no_partial_models(home)
 
 
 def test_prune_needs_a_prunable_init_one_line(tmp_path, home, capsys):

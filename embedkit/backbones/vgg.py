@@ -7,6 +7,8 @@ Outputs a dict: ``logits`` ``(batch, 50)`` and ``pool1``..``pool5`` (the max-poo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -23,14 +25,25 @@ CHECKPOINT_MAP = {
 }
 
 
-def build_vgg(*, n_classes: int = 50, n_filters: int = 128) -> keras.Model:
-    """The VGG backbone with outputs ``{"logits", "pool1".."pool5"}``; weights uninitialised."""
+def block_filters(n_filters: int | Sequence[int]) -> list[int]:
+    """Filters of each of the 5 conv blocks: one count for all, or one per block."""
+    widths = [int(n_filters)] * len(POOLS) if isinstance(n_filters, (int, float)) else [int(n) for n in n_filters]
+    if len(widths) != len(POOLS) or min(widths) < 1:
+        raise ValueError(f"n_filters: give one count or {len(POOLS)} positive counts (one per block), not {n_filters!r}")
+    return widths
+
+
+def build_vgg(*, n_classes: int = 50, n_filters: int | Sequence[int] = 128) -> keras.Model:
+    """The VGG backbone with outputs ``{"logits", "pool1".."pool5"}``; weights uninitialised.
+
+    ``n_filters``: filters of every conv block (128 in musicnn), or 5 counts, one per block (pruned students).
+    """
     inp = keras.Input((N_FRAMES, N_MELS), name="logmel")
     x = layers.Reshape((N_FRAMES, N_MELS, 1), name="expand")(inp)
     x = layers.BatchNormalization(epsilon=1e-3, name="bn_input")(x)
     outputs = {}
-    for k, (pool, stride) in enumerate(POOLS, start=1):
-        x = layers.Conv2D(n_filters, (3, 3), padding="same", activation="relu", name=f"conv{k}")(x)
+    for k, ((pool, stride), width) in enumerate(zip(POOLS, block_filters(n_filters)), start=1):
+        x = layers.Conv2D(width, (3, 3), padding="same", activation="relu", name=f"conv{k}")(x)
         x = layers.BatchNormalization(epsilon=1e-3, name=f"bn{k}")(x)
         x = layers.MaxPooling2D(pool, strides=stride, padding="valid", name=f"pool{k}")(x)
         outputs[f"pool{k}"] = x

@@ -53,13 +53,13 @@ from .models import (
     _Model,
     _predict_index,
     _scores_of,
-    _sigmoid,
-    _softmax,
     _sq_dists,
     platt_fit,
     platt_proba,
     register_model,
 )
+from ..activations import sigmoid as _sigmoid  # noqa: F401  (old private names, kept for callers)
+from ..activations import softmax as _softmax  # noqa: F401
 from . import registry
 from .registry import BUILTIN, HeadKind, register
 from .selection import (

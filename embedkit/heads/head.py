@@ -27,7 +27,9 @@ from . import registry
 from .base import DEFAULT_KIND, SELECTION_METRIC, TASKS, HeadError, HeadEstimator, NotFittedError
 from .card import HEAD_FORMAT, HEAD_FORMAT_VERSION, read_head
 from .layout import InputLayout, parse_layers_grid
-from .models import MODEL_TYPES, KernelSVC, _kernel, _predict_index, _scores_of, _sigmoid, _softmax
+from ..activations import sigmoid as _sigmoid
+from ..activations import softmax as _softmax
+from .models import MODEL_TYPES, KernelSVC, _kernel, _predict_index, _scores_of
 from .selection import (
     KERNEL_CACHE_MAX,
     _calibrate_svc,

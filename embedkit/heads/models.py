@@ -11,21 +11,8 @@ import math
 
 import numpy as np
 
+from ..activations import sigmoid as _sigmoid
 from .base import HeadError
-
-def _softmax(s: np.ndarray) -> np.ndarray:
-    s = s - s.max(axis=1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(s: np.ndarray) -> np.ndarray:
-    out = np.empty_like(s, dtype=np.float64)
-    pos = s >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-s[pos]))
-    e = np.exp(s[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:

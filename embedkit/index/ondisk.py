@@ -135,6 +135,10 @@ def build_ondisk(
     ivfpq = faiss.downcast_index(trained)
     ivfpq.do_polysemous_training = False
     ivfpq.pq.cp.max_points_per_centroid = 64
+    # the sample is capped (plan.ondisk_train_rows) to bound the build's memory: past ~6.5M vectors that is
+    # < 39 rows per list, FAISS's advice, and FAISS would print a warning into the user's terminal
+    ivfpq.cp.min_points_per_centroid = max(1, min(39, xt.shape[0] // nlist))
+    ivfpq.pq.cp.min_points_per_centroid = max(1, min(39, xt.shape[0] // (1 << int(plan.params["pq_nbits"]))))
     log.info("training %s on %d vectors", factory, xt.shape[0])
     try:
         trained.train(xt)

@@ -113,7 +113,8 @@ def freeze_first(backbone, n_blocks: int) -> list[str]:
 
 def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str | None = None,
         labels: str | None = None, task: str = "auto", group_column: str | None = None,
-        groups: dict[str, str] | None = None, init: str | None = None, freeze: int = 0, prune: float | None = None,
+        groups: dict[str, str] | None = None, init: str | None = None, freeze: int = 0,
+        prune: float | list[float] | None = None,
         input_s: float | None = None, epochs: int = 20, batch_size: int = 16, lr: float = 1e-3,
         patience: int = 5, valid_fraction: float = 0.2, augment: str | None = None,
         feature_matching: float = 0.0, seed: int = 0, excerpt_s: float | None = None,
@@ -125,7 +126,7 @@ def fit(inputs: list[str], *, arch: str | None = None, name: str, teacher: str |
 
     Exactly one of ``teacher`` (distillation) or ``labels`` (a labels CSV) gives the targets; ``init``
     (a pretrained model) fine-tunes it, its architecture replacing ``arch``; with ``prune`` (a fraction
-    of filters to keep) the network is a narrower copy of ``init`` initialised by L1-norm filter pruning
+    of filters to keep, or one per conv block) the network is a narrower copy of ``init`` initialised by L1-norm filter pruning
     (`embedkit.train.prune`). ``groups`` maps a path to a split group (e.g. a package), overriding
     per-track grouping.
     """
@@ -283,7 +284,7 @@ def _card(spec, arch_config, backbone, names, *, task, teacher, init, freeze, fr
     return {
         "description": f"{spec.family} ({spec.paper}) trained by embedkit fit: {signal}"
                        + (f", initialised from {init}" if init else "")
-                       + (f" pruned to {pruning['fraction']:.0%} of its filters" if pruning else ""),
+                       + (f" pruned to {pruning['fraction']:.0%} of its filters ({pruning['n_filters']} per block)" if pruning else ""),
         "architecture": spec.name, "arch_config": arch_config, "family": spec.family, "paper": spec.paper,
         "input_kind": spec.input_kind, "parameters": int(backbone.count_params()),
         "trained_on": f"{signal} on {n_train} tracks (data {data_fp[:12]})",
@@ -298,7 +299,7 @@ def _card(spec, arch_config, backbone, names, *, task, teacher, init, freeze, fr
         "labels": list(names),
         "feature_blocks": backbones.feature_blocks(backbone),
         "training": {
-            "mode": "finetune" if init else ("distill" if teacher else "labels"), "task": task, "teacher": teacher,
+            "mode": "distill" if teacher else ("finetune" if init else "labels"), "task": task, "teacher": teacher,
             "init": init, "freeze": freeze, "frozen_layers": frozen, "prune": pruning, "data_fingerprint": data_fp,
             "tracks_train": n_train, "tracks_valid": n_valid, "excerpt_s": excerpt_s,
             "epochs": result["epochs_run"], "best_epoch": result["best_epoch"], "stopped": result.get("stopped"),

@@ -4,7 +4,8 @@
 ``logits`` and, for feature matching, ``proj``). Before each epoch the Keras seed is set from
 ``(seed, epoch)`` and the sampler draws that epoch's windows from the same seed, so a resumed run
 follows the uninterrupted one. ``max_cpu_s`` (process CPU seconds, `time.process_time`) ends training
-early, after validating the partial epoch.
+early, after validating the partial epoch; rerunning with a larger budget continues from there (CPU
+seconds count across runs).
 """
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ def train(trainer, sampler, val: tuple, *, task: str, run: Path, epochs: int, ba
     if state is not None:
         checkpoint.restore(run, trainer, optimizer, state)
         log(f"resuming after epoch {state['epoch'] + 1} ({run})")
+        if _budget_stop(state) and (max_cpu_s is None or float(state["cpu_s"]) < max_cpu_s):
+            state["stopped"] = None  # a larger budget continues a run the old one ended
+            log(f"continuing: {state['cpu_s']:.0f} CPU-s used, budget now "
+                f"{'unlimited' if max_cpu_s is None else f'{max_cpu_s:.0f} s'}")
     else:
         state = {"epoch": -1, "history": [], "best": None, "best_epoch": None, "cpu_s": 0.0, "stopped": None}
     n_windows = windows_per_epoch or sampler.windows_per_epoch()
@@ -111,3 +116,8 @@ def train(trainer, sampler, val: tuple, *, task: str, run: Path, epochs: int, ba
         trainer.load_weights(str(best))
     walls = [h["wall_s"] for h in state["history"]]
     return {**state, "epochs_run": len(state["history"]), "epoch_wall_s": float(np.median(walls)) if walls else None}
+
+
+def _budget_stop(state: dict) -> bool:
+    """Whether the run in ``state`` was ended by its CPU budget (not by early stopping)."""
+    return str(state.get("stopped") or "").startswith("CPU budget")

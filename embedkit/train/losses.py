@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..activations import sigmoid
+
 TASKS = ("distill", "classification", "multilabel", "regression")
 #: metric that early stopping and "best epoch" follow, and whether higher is better
 MONITOR = {"distill": ("val_loss", False), "classification": ("val_loss", False),
@@ -35,10 +37,6 @@ def loss_fn(task: str, fm_weight: float = 0.0):
     return fn
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-
-
 def fidelity(student_p: np.ndarray, teacher_p: np.ndarray, *, top_k: int = TOP_K) -> dict[str, float]:
     """Fidelity to the teacher on ``(n, L)`` tag probabilities.
 
@@ -62,7 +60,7 @@ def fidelity(student_p: np.ndarray, teacher_p: np.ndarray, *, top_k: int = TOP_K
 def metrics(task: str, logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Validation metrics of one task from ``(n, L)`` logits and targets."""
     if task == "distill":
-        return fidelity(_sigmoid(logits), y)
+        return fidelity(sigmoid(logits), y)
     if task == "classification":
         return {"accuracy": float(np.mean(logits.argmax(1) == y.argmax(1)))}
     if task == "multilabel":
