@@ -145,7 +145,8 @@ def test_tiny_model_overfits_a_small_labelled_set(tmp_path, home):
     assert card["labels"] == ["high", "low"]
 
 
-def test_kill_and_resume_gives_the_same_weights(tmp_path, home):
+def _tiny_run(folder: Path, *, epochs: int = 3, stop_after: int | None = None, max_cpu_s: float | None = None):
+    """Train a 2-class dieleman on 4 synthetic tracks (validation: 2 more) in ``folder``; ``(trainer, result)``."""
     from embedkit._tf import import_tensorflow
 
     import_tensorflow()
@@ -159,53 +160,31 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, home):
     rng = np.random.default_rng(0)
     items = [Prepared(Track(f"t{k}", f"t{k}", np.eye(2, dtype=np.float32)[k % 2]),
                       (rng.standard_normal(40000) * (0.1 + 0.2 * (k % 2))).astype(np.float16)) for k in range(6)]
+    keras.utils.set_random_seed(0)
+    m = build_trainer(backbones.build("dieleman", n_classes=2, input_len=None), None)
+    s = PatchSampler(items[:4], kind="logmel", input_samples=16000, targets="label", seed=3)
+    val = PatchSampler(items[4:], kind="logmel", input_samples=16000, targets="label").fixed_windows(2)[:3]
+    r = train(m, s, val, task="classification", run=folder, epochs=epochs, batch_size=4, windows_per_epoch=16,
+              seed=3, stop_after=stop_after, patience=50, max_cpu_s=max_cpu_s, log=lambda m: None)
+    return m, r
 
-    def run(folder: Path, stop_after=None):
-        keras.utils.set_random_seed(0)
-        m = build_trainer(backbones.build("dieleman", n_classes=2, input_len=None), None)
-        s = PatchSampler(items[:4], kind="logmel", input_samples=16000, targets="label", seed=3)
-        val = PatchSampler(items[4:], kind="logmel", input_samples=16000, targets="label").fixed_windows(2)[:3]
-        r = train(m, s, val, task="classification", run=folder, epochs=3, batch_size=4, windows_per_epoch=16,
-                  seed=3, stop_after=stop_after, patience=10)
-        return m, r
 
-    straight, _ = run(tmp_path / "a")
-    _, r = run(tmp_path / "b", stop_after=1)  # "killed" after epoch 1
+def test_kill_and_resume_gives_the_same_weights(tmp_path, home):
+    straight, _ = _tiny_run(tmp_path / "a")
+    _, r = _tiny_run(tmp_path / "b", stop_after=1)  # "killed" after epoch 1
     assert r["interrupted"] and json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 0
-    resumed, r2 = run(tmp_path / "b")
+    resumed, r2 = _tiny_run(tmp_path / "b")
     assert r2["epochs_run"] == 3
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_a_run_ended_by_its_cpu_budget_continues_with_a_larger_one(tmp_path, home):
-    from embedkit._tf import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    from embedkit.train.data import PatchSampler, Prepared
-    from embedkit.train.fit import build_trainer
-    from embedkit.train.loop import train
-    from embedkit.train.sources import Track
-
-    rng = np.random.default_rng(0)
-    items = [Prepared(Track(f"t{k}", f"t{k}", np.eye(2, dtype=np.float32)[k % 2]),
-                      (rng.standard_normal(40000) * (0.1 + 0.2 * (k % 2))).astype(np.float16)) for k in range(6)]
-
-    def run(budget):
-        keras.utils.set_random_seed(0)
-        m = build_trainer(backbones.build("dieleman", n_classes=2, input_len=None), None)
-        s = PatchSampler(items[:4], kind="logmel", input_samples=16000, targets="label", seed=3)
-        val = PatchSampler(items[4:], kind="logmel", input_samples=16000, targets="label").fixed_windows(2)[:3]
-        return train(m, s, val, task="classification", run=tmp_path / "r", epochs=50, batch_size=4,
-                     windows_per_epoch=16, seed=3, patience=50, max_cpu_s=budget, log=lambda m: None)
-
-    first = run(1e-3)  # the budget ends the first epoch after one step
+    _, first = _tiny_run(tmp_path / "r", epochs=50, max_cpu_s=1e-3)  # the budget ends epoch 1 after one step
     assert first["stopped"].startswith("CPU budget") and first["epochs_run"] == 1
-    again = run(1e-3)  # the same budget: nothing more to do
+    _, again = _tiny_run(tmp_path / "r", epochs=50, max_cpu_s=1e-3)  # the same budget: nothing more to do
     assert again["epochs_run"] == 1
-    more = run(first["cpu_s"] + 3.0)  # a larger budget continues after the last epoch
+    _, more = _tiny_run(tmp_path / "r", epochs=50, max_cpu_s=first["cpu_s"] + 3.0)  # a larger one continues
     assert more["epochs_run"] > 1 and more["cpu_s"] > first["cpu_s"]
     assert [h["epoch"] for h in more["history"]] == list(range(1, more["epochs_run"] + 1))
 
