@@ -173,7 +173,7 @@ def profile_from_log(path: Path, steps_per_epoch: int) -> dict[str, dict]:
     from embedkit import backbones
     from embedkit.train.profile import gflop_per_second
 
-    pat = re.compile(r"\[train\] (\w+): ([\d,]+) params, ([\d.]+) GFLOP/s, (\d+)x real time \(wall\), (\d+)x "
+    pat = re.compile(r"\[train\] ([\w-]+): ([\d,]+) params, ([\d.]+) GFLOP/s, (\d+)x real time \(wall\), (\d+)x "
                      r"\(CPU-time, 2 cores\), step ([\d.]+) s wall / ([\d.]+) CPU-s")
     out = {}
     for m in pat.finditer(path.read_text()):
