@@ -3,6 +3,7 @@ re-ranked with exact vectors, chosen by the planner from the memory budget, chec
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import tracemalloc
 
 import numpy as np
@@ -127,3 +128,41 @@ def test_store_build_chooses_ondisk_from_budget_reloads_after_move_and_refuses_d
     with pytest.raises(IndexStateError, match="default.ivfdata: does not match its checksum"):
         open_for_store(st, allow_new=True)
     st.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon and the mappings from /proc (Linux)")
+def test_merging_many_shards_does_not_hold_a_quantizer_per_shard_and_unmaps_them(tmp_path):
+    """Each shard file holds its lists only: merging 40 shards of an IVF4096 over 256-d must not load 40
+    copies of the 4 MiB coarse quantizer (160 MiB), and the shard files are unmapped afterwards."""
+    import faiss
+
+    from embedkit.index.ondisk import _merge_shards, _write_lists
+
+    def anon() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    d, nlist = 256, 4096
+    rng = np.random.default_rng(0)
+    quantizer = faiss.IndexFlatL2(d)
+    quantizer.add(rng.standard_normal((nlist, d)).astype(np.float32))
+    trained = faiss.IndexIVFPQ(quantizer, d, nlist, 32, 8)
+    trained.pq.train(rng.standard_normal((10_000, d)).astype(np.float32))
+    trained.is_trained = True
+    files = []
+    for s in range(40):
+        shard = faiss.clone_index(trained)
+        shard.add_with_ids(rng.standard_normal((100, d)).astype(np.float32), np.arange(100 * s, 100 * s + 100))
+        files.append(str(tmp_path / f"shard{s}.ivl"))
+        _write_lists(faiss.extract_index_ivf(shard).invlists, files[-1])
+        del shard
+    before = anon()
+    _merge_shards(trained, files, tmp_path / "all.ivfdata")
+    assert trained.ntotal == 4000
+    assert anon() - before < 64 * 2**20
+    assert ".ivl" not in Path("/proc/self/maps").read_text()  # the shard files are unmapped
+    trained.nprobe = 256
+    _, found = trained.search(rng.standard_normal((3, d)).astype(np.float32), 5)
+    assert found.shape == (3, 5) and (found >= 0).all()
