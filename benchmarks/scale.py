@@ -20,7 +20,7 @@ heap (RssAnon) and RSS during the build against the planner's model, recall@10 o
 exact (streamed) search, p50/p99 latency on one thread with re-ranking.
 
     flock /tmp/embedkit-timing.lock python benchmarks/scale.py engines [--packages singularity-music]
-    nice -n 10 python benchmarks/scale.py index --stage build --n 10000000 --memory 256M --real-store STORE
+    nice -n 10 python benchmarks/scale.py index --stage build --n 10000000 --memory 256M --queries 1000 --target-recall 0.95 --real-store STORE
     flock /tmp/embedkit-timing.lock python benchmarks/scale.py index --stage measure
 """
 from __future__ import annotations
