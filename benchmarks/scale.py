@@ -46,6 +46,30 @@ from search import CACHE, D, real_store_path, spectrum_from, synthetic  # noqa: 
 K = 10
 
 
+WORK_MARK = ".embedkit-bench-scale"  # names a --work folder as this script's own
+
+
+def fresh_work(path: Path) -> Path:
+    """An empty ``path`` for this run: a folder this script made before (it holds WORK_MARK) is cleared; a
+    non-empty folder without the mark is someone else's and is refused, untouched."""
+    if path.exists() and any(path.iterdir()) and not (path / WORK_MARK).exists():
+        raise SystemExit(f"{path}: not empty and not a work folder of benchmarks/scale.py (no {WORK_MARK}); "
+                         "choose another --work")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    (path / WORK_MARK).write_text("benchmarks/scale.py work folder: removed after measuring unless --keep\n")
+    return path
+
+
+def publish(args, section: str, md: str, work: Path) -> None:
+    """Write ``md`` as ``section`` of docs/benchmarks.md (unless --no-write); remove ``work`` (unless --keep),
+    only when it carries this script's mark."""
+    if not args.no_write:
+        write_section(section, md, script=f"benchmarks/scale.py {args.cmd}")
+    if not args.keep and (work / WORK_MARK).exists():
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -109,9 +133,7 @@ def index_build(args) -> None:
     from embedkit.index.transform import VectorTransform
 
     n, budget = int(args.n), parse_memory(args.memory)
-    work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work(Path(args.work))
     real, shape_note = _real_vectors(args.real_store)
     spec = spectrum_from(real)
     t0 = time.perf_counter()
@@ -241,10 +263,7 @@ def index_measure(args) -> None:
         "the planner's model (`plan.ondisk_build_bytes`), the measured growth of anonymous memory (heap: what a "
         "memory cap limits) and of RSS (which also counts reclaimable page cache of the memory-mapped files).",
     ])
-    if not args.no_write:
-        write_section("scale", md, script="benchmarks/scale.py index")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    publish(args, "scale", md, work)
 
 
 ENGINE_PACKAGES = ["singularity-music"]  # 16 tracks, 64 min of real game music (Debian, free)
@@ -268,9 +287,7 @@ def engines(args) -> None:
     hours = sum(sf.info(f).duration for f in files) / 3600
     if hours < 1.0:
         raise SystemExit(f"only {hours:.2f} h of music in {args.packages}: the issue asks for >= 1 h")
-    work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work(Path(args.work))
     load0 = os.getloadavg()[0]
 
     t = time.perf_counter()
@@ -343,10 +360,7 @@ def engines(args) -> None:
         "load. On 2 CPUs the pool has one actor (`max(1, cpus - 1)`: a CPU stays free for Ray Data's reads), whose "
         "TensorFlow still uses both cores.",
     ])
-    if not args.no_write:
-        write_section("scale_engines", md, script="benchmarks/scale.py engines")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    publish(args, "scale_engines", md, work)
 
 
 def main() -> None:
